@@ -1,5 +1,5 @@
 """Mark thresholds learned from the fill distribution of a card or a batch."""
 
-from calibration.thresholds import MarkThresholds
+from calibration.thresholds import MarkThresholds, load_thresholds, save_thresholds
 
-__all__ = ["MarkThresholds"]
+__all__ = ["MarkThresholds", "load_thresholds", "save_thresholds"]

@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
-__all__ = ["MarkThresholds"]
+from omr.errors import OmrError
+
+__all__ = ["MarkThresholds", "load_thresholds", "save_thresholds"]
 
 
 @dataclass(frozen=True, slots=True)
 class MarkThresholds:
-    """Decision levels on a box's darkness features (0 = paper white, 1 = marker black).
+    """Decision levels on a box's darkness features (0 = paper white, 1 = marker ink).
 
     A box is *marked* when it clears either mark level, *blank* when it stays under
-    both blank levels, and *ambiguous* (``?``) otherwise.
+    both blank levels, and *ambiguous* (``?``) otherwise; see `omr.marks`.
+
+    fill_blank, fill_mark : levels on the mean darkness of the inner area
+    ink_blank, ink_mark : levels on the share of clearly dark samples
+    half_asymmetry, half_ink_max : a box whose ink lies on one half (asymmetry at
+        least ``half_asymmetry``) and covers less than ``half_ink_max`` of it is
+        half-filled, hence ambiguous
+    source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
     """
 
-    fill_blank: float = 0.30
-    fill_mark: float = 0.45
-    ink_blank: float = 0.06
-    ink_mark: float = 0.15
+    fill_blank: float = 0.22
+    fill_mark: float = 0.42
+    ink_blank: float = 0.04
+    ink_mark: float = 0.10
+    half_asymmetry: float = 0.65
+    half_ink_max: float = 0.70
     source: str = "default"
+
+
+def save_thresholds(thresholds: MarkThresholds, path: str | Path) -> None:
+    """Write thresholds as JSON (what `omr calibrate --out` produces)."""
+    Path(path).write_text(json.dumps(asdict(thresholds), indent=2) + "\n", encoding="utf-8")
+
+
+def load_thresholds(path: str | Path) -> MarkThresholds:
+    """Read thresholds written by `save_thresholds`; raise OmrError naming the field."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise OmrError(f"cannot read thresholds {path}: {err}; rerun 'omr calibrate --out'") from err
+    known = {f.name for f in fields(MarkThresholds)}
+    unknown = set(data) - known
+    if unknown:
+        raise OmrError(f"thresholds {path}: unknown fields {sorted(unknown)}")
+    for name, value in data.items():
+        if name != "source" and not isinstance(value, int | float):
+            raise OmrError(f"thresholds {path}: {name} must be a number, got {value!r}")
+    return MarkThresholds(**data)
