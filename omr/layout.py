@@ -375,7 +375,10 @@ def _validate(layout: CardLayout) -> None:
     if m.hole_marker != "top_left":
         raise fail("markers.orientation_hole.marker", "only 'top_left' is supported by this reader")
     if m.hole_side_mm >= m.side_mm * 0.8:
-        raise fail("markers.orientation_hole.side", f"{m.hole_side_mm} leaves no ink around the hole in a {m.side_mm} mm marker")
+        raise fail(
+            "markers.orientation_hole.side",
+            f"{m.hole_side_mm} leaves no ink around the hole in a {m.side_mm} mm marker",
+        )
 
     a = layout.answers
     if len(set(a.options)) != len(a.options):
@@ -397,7 +400,10 @@ def _validate(layout: CardLayout) -> None:
         raise fail("version.labels", f"letters repeat in {layout.version.labels!r}")
     b = layout.bubble
     if b.inner_width_mm <= 0 or b.inner_height_mm <= 0:
-        raise fail("bubble.read_inset", f"{b.read_inset_mm} mm leaves no area inside a {b.width_mm}x{b.height_mm} mm box")
+        raise fail(
+            "bubble.read_inset",
+            f"{b.read_inset_mm} mm leaves no area inside a {b.width_mm}x{b.height_mm} mm box",
+        )
 
     width, height = layout.page_width_mm, layout.page_height_mm
     # every shape as an axis-aligned rectangle [x0, y0, x1, y1] with its dotted name
@@ -417,10 +423,16 @@ def _validate(layout: CardLayout) -> None:
         off = (r[:, 0] < 0) | (r[:, 1] < 0) | (r[:, 2] > width) | (r[:, 3] > height)
         if off.any():
             i = int(np.argmax(off))
-            raise fail(name, f"shape {i} at {r[i].round(2).tolist()} mm lies off the {width}x{height} mm page")
+            raise fail(
+                name, f"shape {i} at {r[i].round(2).tolist()} mm lies off the {width}x{height} mm page"
+            )
     half_marker = m.side_mm / 2
     mc = m.centers()
-    if (mc - half_marker < 0).any() or (mc[:, 0] + half_marker > width).any() or (mc[:, 1] + half_marker > height).any():
+    if (
+        (mc - half_marker < 0).any()
+        or (mc[:, 0] + half_marker > width).any()
+        or (mc[:, 1] + half_marker > height).any()
+    ):
         raise fail("markers.centers", "a marker lies off the page")
 
     all_rects = np.concatenate([r for _, r in rects])

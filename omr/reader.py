@@ -1,6 +1,12 @@
 """Read one card image: register, sample every box, classify, decode the code number.
 
-(Placeholder being replaced by the real reader; the interface below is the contract.)
+``read_card`` is the whole reader for one page; it is pure (array in, frozen result
+out).  The data flow::
+
+    gray page ─► register_page ─► homography ─► sample_darkness (all boxes, one remap)
+              ─► box_features ─► thresholds (given, or learned from this card)
+              ─► classify_boxes ─► responses / grid digits / version
+              ─► decode_barcode + resolve_code_number ─► flags, needs_review
 """
 
 from __future__ import annotations
@@ -11,9 +17,23 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration import MarkThresholds
+from calibration.learn import calibrate_card
+from omr.decode import (
+    CODE_REVIEW_FLAGS,
+    decode_barcode,
+    read_grid_digits,
+    read_version,
+    resolve_code_number,
+)
+from omr.detect import DetectParams, Registration, check_image, make_work_image, register_page
+from omr.grid import SamplingGrid, box_features, build_sampling_grid, paper_levels, sample_darkness
 from omr.layout import CardLayout
+from omr.marks import AMBIGUOUS, classify_boxes, read_responses
 
-__all__ = ["CardReading", "read_card"]
+__all__ = ["CardReading", "INFO_FLAGS", "read_card"]
+
+#: flags that explain but do not send a card to review
+INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,11 +46,14 @@ class CardReading:
     flags : machine-readable reasons (``ambiguous:17,45``, ``code_mismatch``, ...)
     needs_review : True when any flag means a person must look (status ``review``)
     box_features : (N_boxes, F) float32, per box darkness features, rows in
-        ``layout.box_centers()`` order; column 0 is the mean fill (0 white .. 1 black)
+        ``layout.box_centers()`` order, columns ``omr.grid.FEATURE_NAMES``
+        (column 0 is the mean fill, 0 white .. 1 black)
     box_states : (N_boxes,) int8, 0 blank, 1 marked, 2 ambiguous
     homography : (3, 3) float64, layout millimetres -> image pixels
     rotation_deg : how the page was turned in the scan (0, 90, 180, 270)
     thresholds : the levels used to classify the boxes
+    barcode : the barcode text as decoded ("" when none), grid : the grid digits read
+    registration_residual_mm : RMS misfit of the markers (quality of the registration)
     """
 
     responses: str
@@ -43,22 +66,104 @@ class CardReading:
     homography: NDArray[np.float64]
     rotation_deg: int
     thresholds: MarkThresholds
+    barcode: str = ""
+    grid: str = ""
+    registration_residual_mm: float = 0.0
 
 
 def read_card(
-    gray: NDArray[np.uint8], layout: CardLayout, *, thresholds: MarkThresholds | None = None
+    gray: NDArray[np.uint8],
+    layout: CardLayout,
+    *,
+    thresholds: MarkThresholds | None = None,
+    grid: SamplingGrid | None = None,
+    detect_params: DetectParams = DetectParams(),
 ) -> CardReading:
-    """Read a grayscale page.  Raises PageNotFoundError / MarkerNotFoundError for non-cards."""
-    n_boxes = layout.box_centers().shape[0]
-    return CardReading(
-        responses="-" * layout.questions,
-        code_number="",
-        version="",
-        flags=("code_unreadable", "reader_placeholder"),
-        needs_review=True,
-        box_features=np.zeros((n_boxes, 1), np.float32),
-        box_states=np.zeros(n_boxes, np.int8),
-        homography=np.eye(3),
-        rotation_deg=0,
-        thresholds=thresholds or MarkThresholds(),
+    """Read a grayscale page.
+
+    Parameters
+    ----------
+    gray : (H, W) uint8 ndarray
+        The page at any resolution (150–600 DPI), any 90° turn.
+    layout : CardLayout
+    thresholds : MarkThresholds, optional
+        Levels learned from a batch; by default they are learned from this card.
+    grid : SamplingGrid, optional
+        ``build_sampling_grid(layout)``, passed in to avoid rebuilding it per page.
+
+    Returns
+    -------
+    CardReading
+
+    Raises
+    ------
+    PageNotFoundError, MarkerNotFoundError
+        The page is blank or is not this card (markers missing or inconsistent).
+    BarcodeError
+        The barcode library is unusable.
+    """
+    features, registration = measure_card(gray, layout, grid=grid, detect_params=detect_params)
+    slices = layout.box_slices()
+    if thresholds is None:
+        thresholds = calibrate_card(features[slices["answers"]])
+    states = classify_boxes(features, thresholds)
+
+    n_options = len(layout.options)
+    answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
+    responses = read_responses(answer_states, layout.options)
+    g = layout.code_grid
+    grid_digits = read_grid_digits(states[slices["code"]].reshape(g.columns, g.rows), g.row_labels)
+    version, version_flags = read_version(states[slices["version"]], layout.version.labels)
+
+    barcode = decode_barcode(gray, registration.homography, layout, registration.px_per_mm)
+    code = resolve_code_number(barcode.data if barcode else None, grid_digits, g.digits)
+
+    flags: list[str] = []
+    ambiguous = np.flatnonzero(
+        (answer_states == AMBIGUOUS).any(axis=1) & (np.frombuffer(responses.encode(), np.uint8) == ord("?"))
     )
+    if ambiguous.size:
+        flags.append("ambiguous:" + ",".join(str(q + 1) for q in ambiguous))
+    flags.extend(code.flags)
+    if barcode is not None and barcode.where == "page":
+        flags.append("barcode_from_page")
+    flags.extend(version_flags)
+    if registration.rotation_deg:
+        flags.append(f"rotated:{registration.rotation_deg}")
+    needs_review = bool(ambiguous.size) or bool(version_flags) or bool(CODE_REVIEW_FLAGS & set(code.flags))
+    return CardReading(
+        responses=responses,
+        code_number=code.code_number,
+        version=version,
+        flags=tuple(flags),
+        needs_review=needs_review,
+        box_features=features,
+        box_states=states,
+        homography=registration.homography,
+        rotation_deg=registration.rotation_deg,
+        thresholds=thresholds,
+        barcode=barcode.data if barcode else "",
+        grid=grid_digits,
+        registration_residual_mm=registration.residual_mm,
+    )
+
+
+def measure_card(
+    gray: NDArray[np.uint8],
+    layout: CardLayout,
+    *,
+    grid: SamplingGrid | None = None,
+    detect_params: DetectParams = DetectParams(),
+) -> tuple[NDArray[np.float32], Registration]:
+    """Register the page and return the (N_boxes, F) feature matrix with the registration.
+
+    This is the expensive, threshold-free half of `read_card`; calibration over a
+    batch runs it once per page and classifies afterwards.
+    """
+    check_image(gray, "gray")
+    grid = grid if grid is not None else build_sampling_grid(layout)
+    work, factor = make_work_image(gray, detect_params.work_long_side_px)
+    registration = register_page(gray, layout, detect_params, work=(work, factor))
+    paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
+    darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
+    return box_features(darkness, grid), registration

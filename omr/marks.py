@@ -1,0 +1,68 @@
+"""From box features to box states and to one response character per question.
+
+Box states: ``BLANK`` (0), ``MARKED`` (1), ``AMBIGUOUS`` (2).  A question reads
+(spec §2)::
+
+    marked boxes   ambiguous boxes   response
+    0              0                 '-'
+    1              0                 the option's letter
+    >= 2           any               '*'   (a multiple answer whatever the doubtful box is)
+    <= 1           >= 1              '?'   (a person must look)
+
+Decision on one box, in the plane of its two main features::
+
+    ink (share of clearly dark samples)
+     ^
+     |   MARKED (a cross: few but clearly dark pixels; a fill: many)
+ mark+ - - - - - - - - - - - - - - - - - - - - - -
+     |   AMBIGUOUS            |
+blank+ - - - - - - - - - -    |  MARKED (a light but even pencil fill)
+     |   BLANK                |
+     +-----------+------------+----------------------> fill (mean darkness)
+               fill_blank   fill_mark
+
+plus: a box whose ink sits on one half only (a half-filled box) is AMBIGUOUS unless
+its ink share is clearly that of a fill.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from calibration import MarkThresholds
+
+__all__ = ["AMBIGUOUS", "BLANK", "MARKED", "classify_boxes", "read_responses"]
+
+BLANK, MARKED, AMBIGUOUS = 0, 1, 2
+
+
+def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) -> NDArray[np.int8]:
+    """(N,) int8 state of every box from its (N, F) features (`omr.grid.FEATURE_NAMES`)."""
+    fill, ink, asymmetry = features[:, 0], features[:, 1], features[:, 2]
+    t = thresholds
+    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark)
+    blank = (ink < t.ink_blank) & (fill < t.fill_blank)
+    lopsided = (asymmetry >= t.half_asymmetry) & (ink < t.half_ink_max) & (ink >= t.ink_blank)
+    states = np.full(fill.shape, AMBIGUOUS, dtype=np.int8)
+    states[blank] = BLANK
+    states[marked & ~lopsided] = MARKED
+    return states
+
+
+def read_responses(states: NDArray[np.int8], options: str) -> str:
+    """One response character per question from (Q, C) box states.
+
+    >>> s = np.array([[0, 1, 0], [0, 0, 0], [1, 1, 0], [2, 1, 0]], dtype=np.int8)
+    >>> read_responses(s, "ABC")
+    'B-*?'
+    """
+    n_marked = (states == MARKED).sum(axis=1)
+    n_ambiguous = (states == AMBIGUOUS).sum(axis=1)
+    first_marked = np.argmax(states == MARKED, axis=1)
+    letters = np.frombuffer(options.encode("ascii"), dtype=np.uint8)
+    codes = letters[first_marked]
+    codes = np.where(n_marked == 0, ord("-"), codes)
+    codes = np.where(n_ambiguous > 0, ord("?"), codes)
+    codes = np.where(n_marked >= 2, ord("*"), codes)
+    return codes.astype(np.uint8).tobytes().decode("ascii")
