@@ -1,16 +1,83 @@
-"""Learn mark thresholds from the features of one card or of a whole batch."""
+"""Learn mark thresholds from the features of one card or of a whole batch.
+
+The defaults (`MarkThresholds`) are levels in normalised darkness with the print
+removed, so they hold for any scanner brightness.  What varies from batch to batch
+is the *noise floor* of blank boxes (JPEG grain, dirt, a scanner's streaks) and the
+*pencil*: a batch written with hard light pencils fills boxes less darkly.  So the
+calibration only moves levels where the evidence says so:
+
+    fill ─┬────────── blank ──────────┬──── grey zone ────┬──── marked ────►
+          0          noise floor + margin = fill_blank    fill_mark = between the
+                     (never below the default)            grey zone and the pencil
+
+A lone card has ~800 blank boxes, enough for the noise floor; the pencil level
+needs marks and falls back to the default when they are few.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from calibration.thresholds import MarkThresholds
 
-__all__ = ["calibrate_card"]
+__all__ = ["calibrate", "calibrate_card"]
+
+_FILL, _INK, _ASYM, _CORE, _STROKE = range(5)
+#: fewest boxes on which a level is learned; fewer leaves the default
+_MIN_BOXES = 50
+
+
+def calibrate(
+    answer_features: NDArray[np.float32], *, base: MarkThresholds = MarkThresholds(), source: str = "batch"
+) -> MarkThresholds:
+    """Thresholds learned from (M, F) answer-box features of one or many cards.
+
+    Parameters
+    ----------
+    answer_features : (M, F) float32 ndarray
+        Rows are answer boxes (any number of cards stacked), columns
+        ``omr.grid.FEATURE_NAMES``.
+    base : MarkThresholds
+        The starting levels (defaults); blank levels only ever rise from them.
+    source : str
+        Recorded in the result's ``source``.
+    """
+    f = np.asarray(answer_features, dtype=np.float32)
+    if f.ndim != 2 or f.shape[0] < _MIN_BOXES:
+        return replace(base, source="default")
+    fill, stroke, ink = f[:, _FILL], f[:, _STROKE], f[:, _INK]
+    # the lower half by fill is blank on any real card (at most one box in five is marked)
+    quiet = fill <= np.median(fill)
+    floor_fill = float(np.percentile(fill[quiet], 99.5))
+    floor_stroke = float(np.percentile(stroke[quiet], 99.5))
+    floor_ink = float(np.percentile(ink[quiet], 99.5))
+    fill_blank = float(
+        np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
+    )
+    stroke_blank = float(
+        np.clip(max(base.stroke_blank, floor_stroke + 0.03), base.stroke_blank, base.stroke_mark - 0.03)
+    )
+    ink_blank = float(np.clip(max(base.ink_blank, floor_ink + 0.03), base.ink_blank, base.ink_mark - 0.1))
+    # the pencil: solid marks (little stroke texture, clearly above the grey zone)
+    solid = (fill >= base.fill_mark) & (stroke < base.stroke_mark)
+    fill_mark = base.fill_mark
+    if solid.sum() >= _MIN_BOXES:
+        pencil = float(np.percentile(fill[solid], 10))
+        # a light-pencil batch: put the mark level a third of the way from blank to pencil
+        fill_mark = float(np.clip(fill_blank + (pencil - fill_blank) / 3, fill_blank + 0.08, base.fill_mark))
+    return replace(
+        base,
+        fill_blank=round(fill_blank, 4),
+        fill_mark=round(fill_mark, 4),
+        stroke_blank=round(stroke_blank, 4),
+        ink_blank=round(ink_blank, 4),
+        source=source,
+    )
 
 
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
-    """Thresholds for one card from its (N_answer_boxes, F) features (placeholder: defaults)."""
-    del answer_features
-    return MarkThresholds(source="default")
+    """Thresholds for a lone card from its own (N_answer_boxes, F) features."""
+    return calibrate(answer_features, source="card")

@@ -18,20 +18,28 @@ class MarkThresholds:
     A box is *marked* when it clears either mark level, *blank* when it stays under
     both blank levels, and *ambiguous* (``?``) otherwise; see `omr.marks`.
 
+    All features are measured after the printed letter is taken out
+    (`omr.grid.remove_print`).
+
     fill_blank, fill_mark : levels on the mean darkness of the inner area
+        (a light erasure residue stays under fill_blank, a heavy one between)
     ink_blank, ink_mark : levels on the share of clearly dark samples
-    half_asymmetry, half_ink_max : a box whose ink lies on one half (asymmetry at
-        least ``half_asymmetry``) and covers less than ``half_ink_max`` of it is
-        half-filled, hence ambiguous
+    stroke_blank, stroke_mark : levels on the share of samples drawn as lines
+        (darker than the box's own base); a cross clears stroke_mark
+    half_asymmetry, half_fill_max : a box whose strokes lie on one half
+        (asymmetry at least ``half_asymmetry``) and whose fill is under
+        ``half_fill_max`` is half-filled, hence ambiguous
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
     """
 
-    fill_blank: float = 0.22
-    fill_mark: float = 0.42
-    ink_blank: float = 0.04
-    ink_mark: float = 0.10
-    half_asymmetry: float = 0.65
-    half_ink_max: float = 0.70
+    fill_blank: float = 0.11
+    fill_mark: float = 0.30
+    ink_blank: float = 0.05
+    ink_mark: float = 0.30
+    stroke_blank: float = 0.05
+    stroke_mark: float = 0.12
+    half_asymmetry: float = 0.60
+    half_fill_max: float = 0.50
     source: str = "default"
 
 

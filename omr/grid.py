@@ -36,13 +36,18 @@ __all__ = [
     "box_features",
     "build_sampling_grid",
     "paper_levels",
+    "remove_print",
     "sample_darkness",
 ]
 
 #: columns of the feature matrix returned by `box_features`
-FEATURE_NAMES = ("fill", "ink", "asymmetry", "core")
+FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke")
 #: darkness from which a sample counts as "clearly dark" (half-way paper → ink)
 CLEARLY_DARK = 0.5
+#: how much darker than the box's own base a sample must be to be part of a stroke
+STROKE_CONTRAST = 0.18
+#: a printed-letter template needs this many boxes sharing the glyph
+MIN_TEMPLATE_BOXES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +58,16 @@ class SamplingGrid:
     centers_mm : (N, 2) float64, box centres (``layout.box_centers()`` order)
     halves : (4, S) bool, which samples lie in the left, right, top, bottom half
     core : (S,) bool, samples in the central half (by area) of the inner box
+    glyph_groups : (N,) int, boxes printed with the same letter share a group
+        (answer option k; code digit row d; a version label joins the answer
+        option with the same letter); -1 = no template
     """
 
     points_mm: NDArray[np.float64]
     centers_mm: NDArray[np.float64]
     halves: NDArray[np.bool_]
     core: NDArray[np.bool_]
+    glyph_groups: NDArray[np.int64]
 
 
 def build_sampling_grid(layout: CardLayout, samples_x: int = 16, samples_y: int = 12) -> SamplingGrid:
@@ -79,12 +88,36 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 16, samples_y: int 
     centers = layout.box_centers()
     halves = np.stack([unit[:, 0] < 0, unit[:, 0] > 0, unit[:, 1] < 0, unit[:, 1] > 0])
     core = (np.abs(unit[:, 0]) < 0.354) & (np.abs(unit[:, 1]) < 0.354)
+    n_options = len(layout.options)
+    g = layout.code_grid
+    answer_groups = np.tile(np.arange(n_options), layout.questions)
+    code_groups = n_options + np.tile(np.arange(g.rows), g.columns)
+    version_groups = np.array([layout.options.find(label) for label in layout.version.labels])
     return SamplingGrid(
         points_mm=centers[:, None, :] + offsets[None, :, :],
         centers_mm=centers,
         halves=halves,
         core=core,
+        glyph_groups=np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64),
     )
+
+
+def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[np.float32]:
+    """(N, S) darkness with the printed letter (and any systematic rim) taken out.
+
+    Every box printed with the same glyph shares a template: the per-sample lower
+    quartile over the group's boxes (most of them are blank, so this is the print
+    as scanned, blur and all).  Subtracting it leaves only what the candidate drew,
+    which is what lets a blurred pencil cross be told from a light grey letter.
+    """
+    residual = darkness.copy()
+    for group in np.unique(grid.glyph_groups[grid.glyph_groups >= 0]):
+        members = grid.glyph_groups == group
+        if members.sum() < MIN_TEMPLATE_BOXES:
+            continue
+        template = np.percentile(darkness[members & (grid.glyph_groups >= 0)], 25, axis=0)
+        residual[members] -= template
+    return np.clip(residual, 0.0, 1.0)
 
 
 def paper_levels(
@@ -144,11 +177,22 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
         halves: high for a half-filled box, low for a fill or a cross
     core : mean darkness of the central half of the box (marks centre on the box;
         a stray line or a misregistered outline touches the rim)
+    stroke : share of samples at least ``STROKE_CONTRAST`` darker than the box's own
+        base (its lower quartile): lines drawn on paper (a cross, even a blurred
+        pencil one) score high, an even grey residue or an even fill scores ~0
+
+    ``darkness`` should have the print removed (`remove_print`).
     """
     clearly = (darkness >= CLEARLY_DARK).astype(np.float32)
     fill = darkness.mean(axis=1)
     ink = clearly.mean(axis=1)
-    half_ink = (clearly @ grid.halves.T.astype(np.float32)) / grid.halves.sum(axis=1).astype(np.float32)
-    asymmetry = np.maximum(np.abs(half_ink[:, 0] - half_ink[:, 1]), np.abs(half_ink[:, 2] - half_ink[:, 3]))
+    base = np.percentile(darkness, 25, axis=1, keepdims=True)
+    stroke_mask = (darkness >= base + STROKE_CONTRAST).astype(np.float32)
+    stroke = stroke_mask.mean(axis=1)
+    halves = grid.halves.T.astype(np.float32)
+    half_share = ((clearly + stroke_mask) / 2 @ halves) / halves.sum(axis=0)
+    asymmetry = np.maximum(
+        np.abs(half_share[:, 0] - half_share[:, 1]), np.abs(half_share[:, 2] - half_share[:, 3])
+    )
     core = darkness[:, grid.core].mean(axis=1)
-    return np.stack([fill, ink, asymmetry, core], axis=1).astype(np.float32)
+    return np.stack([fill, ink, asymmetry, core, stroke], axis=1).astype(np.float32)

@@ -11,9 +11,9 @@ Box states: ``BLANK`` (0), ``MARKED`` (1), ``AMBIGUOUS`` (2).  A question reads
 
 Decision on one box, in the plane of its two main features::
 
-    ink (share of clearly dark samples)
+    stroke (share of samples drawn as lines)
      ^
-     |   MARKED (a cross: few but clearly dark pixels; a fill: many)
+     |   MARKED (a cross, pen or pencil, even blurred)
  mark+ - - - - - - - - - - - - - - - - - - - - - -
      |   AMBIGUOUS            |
 blank+ - - - - - - - - - -    |  MARKED (a light but even pencil fill)
@@ -21,8 +21,9 @@ blank+ - - - - - - - - - -    |  MARKED (a light but even pencil fill)
      +-----------+------------+----------------------> fill (mean darkness)
                fill_blank   fill_mark
 
-plus: a box whose ink sits on one half only (a half-filled box) is AMBIGUOUS unless
-its ink share is clearly that of a fill.
+plus: a box whose strokes sit on one half only (a half-filled box) is AMBIGUOUS
+unless its fill is clearly that of a full box.  (The share of clearly dark samples,
+``ink``, is a third vote for MARKED.)
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ BLANK, MARKED, AMBIGUOUS = 0, 1, 2
 
 def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) -> NDArray[np.int8]:
     """(N,) int8 state of every box from its (N, F) features (`omr.grid.FEATURE_NAMES`)."""
-    fill, ink, asymmetry = features[:, 0], features[:, 1], features[:, 2]
+    fill, ink, asymmetry, stroke = features[:, 0], features[:, 1], features[:, 2], features[:, 4]
     t = thresholds
-    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark)
-    blank = (ink < t.ink_blank) & (fill < t.fill_blank)
-    lopsided = (asymmetry >= t.half_asymmetry) & (ink < t.half_ink_max) & (ink >= t.ink_blank)
+    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | (stroke >= t.stroke_mark)
+    blank = (ink < t.ink_blank) & (fill < t.fill_blank) & (stroke < t.stroke_blank)
+    lopsided = (asymmetry >= t.half_asymmetry) & (fill < t.half_fill_max)
     states = np.full(fill.shape, AMBIGUOUS, dtype=np.int8)
     states[blank] = BLANK
     states[marked & ~lopsided] = MARKED

@@ -26,7 +26,14 @@ from omr.decode import (
     resolve_code_number,
 )
 from omr.detect import DetectParams, Registration, check_image, make_work_image, register_page
-from omr.grid import SamplingGrid, box_features, build_sampling_grid, paper_levels, sample_darkness
+from omr.grid import (
+    SamplingGrid,
+    box_features,
+    build_sampling_grid,
+    paper_levels,
+    remove_print,
+    sample_darkness,
+)
 from omr.layout import CardLayout
 from omr.marks import AMBIGUOUS, classify_boxes, read_responses
 
@@ -166,4 +173,4 @@ def measure_card(
     registration = register_page(gray, layout, detect_params, work=(work, factor))
     paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
     darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
-    return box_features(darkness, grid), registration
+    return box_features(remove_print(darkness, grid), grid), registration
