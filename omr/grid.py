@@ -115,8 +115,9 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
         members = grid.glyph_groups == group
         if members.sum() < MIN_TEMPLATE_BOXES:
             continue
-        template = np.percentile(darkness[members & (grid.glyph_groups >= 0)], 25, axis=0)
-        residual[members] -= template
+        group_darkness = darkness[members]
+        quartile = group_darkness.shape[0] // 4  # np.partition: ~10x faster than percentile
+        residual[members] -= np.partition(group_darkness, quartile, axis=0)[quartile]
     return np.clip(residual, 0.0, 1.0)
 
 
@@ -186,7 +187,8 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     clearly = (darkness >= CLEARLY_DARK).astype(np.float32)
     fill = darkness.mean(axis=1)
     ink = clearly.mean(axis=1)
-    base = np.percentile(darkness, 25, axis=1, keepdims=True)
+    quartile = darkness.shape[1] // 4
+    base = np.partition(darkness, quartile, axis=1)[:, quartile : quartile + 1]
     stroke_mask = (darkness >= base + STROKE_CONTRAST).astype(np.float32)
     stroke = stroke_mask.mean(axis=1)
     halves = grid.halves.T.astype(np.float32)
