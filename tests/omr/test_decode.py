@@ -1,0 +1,91 @@
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from omr.decode import (
+    decode_barcode,
+    is_valid_code,
+    luhn_check_digit,
+    read_grid_digits,
+    read_version,
+    resolve_code_number,
+)
+from omr.detect import register_page
+from omr.errors import BarcodeError
+from omr.layout import load_layout
+from omr.render import render_card
+
+LAYOUT = load_layout()
+
+
+@pytest.mark.parametrize(("body", "check"), [("12345678", "2"), ("7992739871", "3"), ("00000000", "0")])
+def test_luhn(body, check):
+    assert luhn_check_digit(body) == check
+    assert is_valid_code(body + check, digits=len(body) + 1)
+    wrong = str((int(check) + 1) % 10)
+    assert not is_valid_code(body + wrong, digits=len(body) + 1)
+
+
+def test_luhn_catches_every_single_digit_error():
+    code = "123456782"
+    for i in range(9):
+        for d in "0123456789":
+            if d != code[i]:
+                assert not is_valid_code(code[:i] + d + code[i + 1 :])
+
+
+@pytest.mark.parametrize(
+    ("barcode", "grid", "code", "flags"),
+    [
+        ("123456782", "123456782", "123456782", ()),
+        ("123456782", "---------", "123456782", ()),  # grid left empty: barcode rules
+        ("123456782", "1234?6782", "123456782", ()),  # a doubtful grid digit does not contradict
+        ("123456782", "123456783", "123456782", ("code_mismatch",)),
+        ("123456782", "9--------", "123456782", ("code_mismatch",)),
+        ("123456783", "123456783", "123456783", ("check_digit",)),  # never silently replaced
+        (None, "123456782", "123456782", ("barcode_unreadable",)),
+        (None, "123456783", "123456783", ("barcode_unreadable", "check_digit")),
+        (None, "12345678-", "", ("barcode_unreadable", "code_unreadable")),
+        ("ABC", "---------", "", ("check_digit", "code_unreadable")),
+    ],
+)
+def test_resolve_code_number(barcode, grid, code, flags):
+    result = resolve_code_number(barcode, grid, 9)
+    assert result.code_number == code
+    assert result.flags == flags
+
+
+def test_grid_and_version_reading():
+    states = np.zeros((9, 10), np.int8)
+    states[np.arange(9), [1, 2, 3, 4, 5, 6, 7, 8, 2]] = 1
+    assert read_grid_digits(states, "0123456789") == "123456782"
+    assert read_version(np.array([0, 0, 1, 0], np.int8), "ABCD") == ("C", ())
+    assert read_version(np.zeros(4, np.int8), "ABCD") == ("", ("version_missing",))
+    assert read_version(np.array([1, 1, 0, 0], np.int8), "ABCD") == ("", ("version_multiple",))
+    assert read_version(np.array([2, 0, 0, 0], np.int8), "ABCD") == ("", ("version_ambiguous",))
+
+
+@pytest.mark.parametrize("dpi", [150, 200, 300])
+def test_barcode_read_in_its_box(dpi):
+    page = render_card(LAYOUT, "987654325", dpi=dpi)
+    reg = register_page(page, LAYOUT)
+    read = decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)
+    assert read is not None
+    assert (read.data, read.where) == ("987654325", "box")
+
+
+def test_missing_barcode_gives_none():
+    page = render_card(LAYOUT, "987654325", dpi=150)
+    reg = register_page(page, LAYOUT)
+    x0, y0, x1, y1 = (np.array(LAYOUT.barcode.box_mm) * 150 / 25.4).astype(int)
+    page[y0:y1, x0:x1] = 255
+    assert decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm) is None
+
+
+def test_missing_zbar_library_is_a_barcode_error():
+    page = render_card(LAYOUT, "987654325", dpi=150)
+    reg = register_page(page, LAYOUT)
+    with mock.patch.dict("sys.modules", {"pyzbar": None}):
+        with pytest.raises(BarcodeError, match="apt-get install libzbar0"):
+            decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)

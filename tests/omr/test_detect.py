@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from omr.detect import check_image, project_points, register_page
+from omr.errors import MarkerNotFoundError, PageNotFoundError
+from omr.layout import load_layout
+from omr.render import render_card
+from tests.omr.reader_helpers import rotate, to_px
+
+LAYOUT = load_layout()
+
+
+@pytest.fixture(scope="module")
+def card150():
+    return render_card(LAYOUT, "123456782", dpi=150)
+
+
+@pytest.mark.parametrize("dpi", [150, 200, 300, 600])
+def test_registration_recovers_box_centres(dpi):
+    page = render_card(LAYOUT, "123456782", dpi=dpi)
+    reg = register_page(page, LAYOUT)
+    found = project_points(reg.homography, LAYOUT.box_centers())
+    error_mm = np.linalg.norm(found - to_px(LAYOUT.box_centers(), dpi), axis=1) / (dpi / 25.4)
+    assert error_mm.max() < 0.1
+    assert reg.rotation_deg == 0
+    assert reg.px_per_mm == pytest.approx(dpi / 25.4, rel=0.01)
+
+
+@pytest.mark.parametrize(("turns", "rotation"), [(0, 0), (1, 270), (2, 180), (3, 90)])
+def test_orientation_from_the_hole(card150, turns, rotation):
+    reg = register_page(np.ascontiguousarray(np.rot90(card150, turns)), LAYOUT)
+    assert reg.rotation_deg == rotation
+
+
+@pytest.mark.parametrize("angle", [-10, -4.5, 3, 10])
+def test_skewed_page_on_dark_bed(card150, angle):
+    page = rotate(card150, angle, border=30)
+    reg = register_page(page, LAYOUT)
+    assert reg.residual_mm < 0.2
+    assert reg.rotation_deg == 0
+
+
+def test_blank_page_is_not_a_card():
+    with pytest.raises(PageNotFoundError, match="blank page"):
+        register_page(np.full((1754, 1240), 250, np.uint8), LAYOUT)
+
+
+def test_noise_is_not_a_card():
+    rng = np.random.default_rng(0)
+    with pytest.raises(MarkerNotFoundError):
+        register_page(rng.integers(0, 256, (1754, 1240), dtype=np.uint8), LAYOUT)
+
+
+def test_cut_off_marker(card150):
+    page = card150.copy()
+    page[-80:, -80:] = 255  # bottom-right corner cut away
+    with pytest.raises(MarkerNotFoundError, match="marker"):
+        register_page(page, LAYOUT)
+
+
+def test_covered_hole_leaves_orientation_unknown(card150):
+    page = card150.copy()
+    c = to_px(LAYOUT.markers.centers()[0], 150).round().astype(int)
+    page[c[1] - 10 : c[1] + 11, c[0] - 10 : c[0] + 11] = 0
+    with pytest.raises(MarkerNotFoundError, match="orientation unknown"):
+        register_page(page, LAYOUT)
+
+
+def test_check_image_names_the_parameter():
+    with pytest.raises(ValueError, match=r"gray: expected a \(H, W\) uint8"):
+        register_page(np.zeros((10, 10, 3), np.uint8), LAYOUT)
+    with pytest.raises(ValueError, match="float64"):
+        check_image(np.zeros((10, 10)), "gray")

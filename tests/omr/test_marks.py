@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from calibration import MarkThresholds
+from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
+
+T = MarkThresholds()
+
+
+def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0):
+    return np.array([[fill, ink, asym, core, stroke]], dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    ("row", "state"),
+    [
+        (features(), BLANK),
+        (features(fill=0.72, ink=1.0, core=0.7), MARKED),  # dark fill
+        (features(fill=0.40, ink=0.02, core=0.4), MARKED),  # light pencil fill
+        (features(fill=0.18, stroke=0.35, core=0.25), MARKED),  # cross
+        (features(fill=0.05), BLANK),  # light erasure residue
+        (features(fill=0.16, core=0.15), AMBIGUOUS),  # heavy residue
+        (features(fill=0.33, ink=0.47, asym=0.95, stroke=0.5), AMBIGUOUS),  # half filled
+        (features(fill=0.03, stroke=0.08), AMBIGUOUS),  # faint stroke
+    ],
+)
+def test_classify_boxes_regions(row, state):
+    assert classify_boxes(row, T)[0] == state
+
+
+def test_read_responses_rules():
+    states = np.array(
+        [
+            [BLANK, MARKED, BLANK],  # one mark
+            [BLANK, BLANK, BLANK],  # blank
+            [MARKED, MARKED, BLANK],  # multiple
+            [AMBIGUOUS, MARKED, BLANK],  # doubt
+            [MARKED, MARKED, AMBIGUOUS],  # multiple whatever the doubtful box
+            [AMBIGUOUS, BLANK, BLANK],
+        ],
+        dtype=np.int8,
+    )
+    assert read_responses(states, "XYZ") == "Y-*?*?"
+
+
+def test_read_responses_uses_layout_letters():
+    states = np.zeros((3, 4), np.int8)
+    states[np.arange(3), [3, 0, 2]] = MARKED
+    assert read_responses(states, "ABCD") == "DAC"

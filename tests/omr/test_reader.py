@@ -1,0 +1,76 @@
+import cv2
+import numpy as np
+import pytest
+
+from omr.layout import load_layout
+from omr.reader import read_card
+from tests.omr.reader_helpers import marked_card, random_answers, rotate
+
+LAYOUT = load_layout()
+ANSWERS = random_answers(LAYOUT, seed=3)
+
+
+def jpeg(img, quality):
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+def noisy(img, sigma, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.clip(img + rng.normal(0, sigma, img.shape), 0, 255).astype(np.uint8)
+
+
+DEGRADATIONS = {
+    "clean": lambda im: im,
+    "skew+7": lambda im: rotate(im, 7),
+    "skew-9-dark-bed": lambda im: rotate(im, -9, border=25),
+    "upside-down": lambda im: np.ascontiguousarray(im[::-1, ::-1]),
+    "quarter-turn": lambda im: np.ascontiguousarray(np.rot90(im)),
+    "blur": lambda im: cv2.GaussianBlur(im, (0, 0), 1.2),
+    "noise+jpeg40": lambda im: jpeg(noisy(im, 10), 40),
+    "dim": lambda im: (im * 0.6 + 60).astype(np.uint8),
+}
+
+
+@pytest.fixture(scope="module")
+def card200():
+    return marked_card(LAYOUT, ANSWERS, dpi=200)
+
+
+@pytest.mark.parametrize("damage", sorted(DEGRADATIONS))
+def test_reads_a_filled_card(card200, damage):
+    reading = read_card(DEGRADATIONS[damage](card200), LAYOUT)
+    assert reading.responses == ANSWERS
+    assert reading.code_number == "123456782"
+    assert reading.version == "A"
+    assert not reading.needs_review, reading.flags
+
+
+@pytest.mark.parametrize("dpi", [150, 300])
+def test_reads_crosses(dpi):
+    img = marked_card(LAYOUT, ANSWERS, dpi=dpi, style="x")
+    reading = read_card(jpeg(cv2.GaussianBlur(img, (0, 0), 0.1 * dpi / 25.4), 60), LAYOUT)
+    assert reading.responses == ANSWERS
+
+
+def test_grid_barcode_disagreement_goes_to_review():
+    img = marked_card(LAYOUT, ANSWERS, grid_code="123456791")
+    reading = read_card(img, LAYOUT)
+    assert reading.code_number == "123456782"
+    assert "code_mismatch" in reading.flags
+    assert reading.needs_review
+
+
+def test_missing_version_goes_to_review():
+    reading = read_card(marked_card(LAYOUT, ANSWERS, version=None), LAYOUT)
+    assert reading.version == ""
+    assert "version_missing" in reading.flags
+    assert reading.needs_review
+
+
+def test_features_and_states_cover_every_box(card200):
+    reading = read_card(card200, LAYOUT)
+    n = LAYOUT.box_centers().shape[0]
+    assert reading.box_features.shape[0] == n
+    assert reading.box_states.shape == (n,)
