@@ -344,7 +344,7 @@ def draw_barcode(
     cumulative = np.concatenate([[0.0], np.cumsum(modules, dtype=np.float64)])
     edges = (np.arange(c0, c1 + 1) / s - left_mm) / module_mm
     integral = np.interp(edges, np.arange(n + 1, dtype=np.float64), cumulative)
-    cx = np.diff(integral)
+    cx = np.diff(integral) * (module_mm * s)  # dark modules per pixel -> dark share
     cy = _coverage_1d(y0 * s - r0, bars_bottom * s - r0, r1 - r0)
     _blend(page, slice(r0, r1), slice(c0, c1), np.outer(cy, cx), style.ink_u8)
     if text_h:
