@@ -26,18 +26,22 @@ class MarkThresholds:
     ink_blank, ink_mark : levels on the share of clearly dark samples
     stroke_blank, stroke_mark : levels on the share of samples drawn as lines
         (darker than the box's own base); a cross clears stroke_mark
+    peak_blank, peak_mark : levels on how dark the darkest tenth of the box is; lines
+        count as a mark only when dark enough (a faint stroke is not a mark)
     half_asymmetry, half_fill_max : a box whose strokes lie on one half
         (asymmetry at least ``half_asymmetry``) and whose fill is under
         ``half_fill_max`` is half-filled, hence ambiguous
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
     """
 
-    fill_blank: float = 0.11
-    fill_mark: float = 0.30
-    ink_blank: float = 0.05
+    fill_blank: float = 0.27
+    fill_mark: float = 0.38
+    ink_blank: float = 0.06
     ink_mark: float = 0.30
-    stroke_blank: float = 0.05
-    stroke_mark: float = 0.12
+    stroke_blank: float = 0.15
+    stroke_mark: float = 0.15
+    peak_blank: float = 0.33
+    peak_mark: float = 0.42
     half_asymmetry: float = 0.60
     half_fill_max: float = 0.50
     source: str = "default"

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: columns of the feature matrix returned by `box_features`
-FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke")
+FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke", "peak")
 #: darkness from which a sample counts as "clearly dark" (half-way paper → ink)
 CLEARLY_DARK = 0.5
 #: how much darker than the box's own base a sample must be to be part of a stroke
@@ -182,6 +182,9 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
         base (its lower quartile): lines drawn on paper (a cross, even a blurred
         pencil one) score high, an even grey residue or an even fill scores ~0
 
+    peak : mean darkness of the box's darkest tenth: how dark what was drawn is,
+        whatever its extent (a faint stroke is light, a pen or pencil line is not)
+
     ``darkness`` should have the print removed (`remove_print`).
     """
     clearly = (darkness >= CLEARLY_DARK).astype(np.float32)
@@ -197,4 +200,6 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
         np.abs(half_share[:, 0] - half_share[:, 1]), np.abs(half_share[:, 2] - half_share[:, 3])
     )
     core = darkness[:, grid.core].mean(axis=1)
-    return np.stack([fill, ink, asymmetry, core, stroke], axis=1).astype(np.float32)
+    tenth = max(1, darkness.shape[1] // 10)
+    peak = -np.partition(-darkness, tenth, axis=1)[:, :tenth].mean(axis=1)
+    return np.stack([fill, ink, asymmetry, core, stroke, peak], axis=1).astype(np.float32)

@@ -11,9 +11,9 @@ Box states: ``BLANK`` (0), ``MARKED`` (1), ``AMBIGUOUS`` (2).  A question reads
 
 Decision on one box, in the plane of its two main features::
 
-    stroke (share of samples drawn as lines)
-     ^
-     |   MARKED (a cross, pen or pencil, even blurred)
+    stroke (share of samples drawn as lines, counted only when the lines are
+     ^      darker than peak_mark; lighter ones are a faint stroke, blank)
+     |   MARKED (a cross or a tick, pen or pencil, even blurred)
  mark+ - - - - - - - - - - - - - - - - - - - - - -
      |   AMBIGUOUS            |
 blank+ - - - - - - - - - -    |  MARKED (a light but even pencil fill)
@@ -40,10 +40,13 @@ BLANK, MARKED, AMBIGUOUS = 0, 1, 2
 
 def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) -> NDArray[np.int8]:
     """(N,) int8 state of every box from its (N, F) features (`omr.grid.FEATURE_NAMES`)."""
-    fill, ink, asymmetry, stroke = features[:, 0], features[:, 1], features[:, 2], features[:, 4]
+    fill, ink, asymmetry = features[:, 0], features[:, 1], features[:, 2]
+    stroke, peak = features[:, 4], features[:, 5]
     t = thresholds
-    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | (stroke >= t.stroke_mark)
-    blank = (ink < t.ink_blank) & (fill < t.fill_blank) & (stroke < t.stroke_blank)
+    drawn = (stroke >= t.stroke_mark) & (peak >= t.peak_mark)
+    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | drawn
+    faint_or_none = (stroke < t.stroke_blank) | (peak < t.peak_blank)
+    blank = (ink < t.ink_blank) & (fill < t.fill_blank) & faint_or_none
     lopsided = (asymmetry >= t.half_asymmetry) & (fill < t.half_fill_max)
     states = np.full(fill.shape, AMBIGUOUS, dtype=np.int8)
     states[blank] = BLANK

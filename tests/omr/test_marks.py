@@ -7,8 +7,9 @@ from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
 T = MarkThresholds()
 
 
-def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0):
-    return np.array([[fill, ink, asym, core, stroke]], dtype=np.float32)
+def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None):
+    peak = max(fill, 0.05) + 0.4 * stroke if peak is None else peak
+    return np.array([[fill, ink, asym, core, stroke, peak]], dtype=np.float32)
 
 
 @pytest.mark.parametrize(
@@ -17,11 +18,13 @@ def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0):
         (features(), BLANK),
         (features(fill=0.72, ink=1.0, core=0.7), MARKED),  # dark fill
         (features(fill=0.40, ink=0.02, core=0.4), MARKED),  # light pencil fill
-        (features(fill=0.18, stroke=0.35, core=0.25), MARKED),  # cross
-        (features(fill=0.05), BLANK),  # light erasure residue
-        (features(fill=0.16, core=0.15), AMBIGUOUS),  # heavy residue
+        (features(fill=0.18, stroke=0.35, core=0.25, peak=0.7), MARKED),  # cross
+        (features(fill=0.15, stroke=0.20, ink=0.1, peak=0.5), MARKED),  # tick
+        (features(fill=0.15), BLANK),  # erasure residue
+        (features(fill=0.32, core=0.3), AMBIGUOUS),  # heavy residue
         (features(fill=0.33, ink=0.47, asym=0.95, stroke=0.5), AMBIGUOUS),  # half filled
-        (features(fill=0.03, stroke=0.08), AMBIGUOUS),  # faint stroke
+        (features(fill=0.05, stroke=0.12, peak=0.3), BLANK),  # faint short stroke
+        (features(fill=0.08, stroke=0.25, peak=0.36), AMBIGUOUS),  # longer, still light stroke
     ],
 )
 def test_classify_boxes_regions(row, state):

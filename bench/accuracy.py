@@ -1,0 +1,151 @@
+"""Reading accuracy on generated damaged cards: silent errors, '?' rate, barcodes, registration.
+
+    .venv/bin/python bench/accuracy.py --count 300 --damage all --seed 1
+
+A *silent error* is what must never happen: a card reported ``ok`` whose read of a
+question is outside the truth's acceptable set, or whose code number or version is
+wrong.  Cards sent to review with a reason are not errors (their cost is the review
+rate, reported too).  Everything is generated in memory by `omr.synth`; the reader
+gets exactly what it would get from the scanner's file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from omr.detect import project_points
+from omr.errors import OmrError
+from omr.layout import load_layout
+from omr.reader import read_card
+from omr.synth import random_card_spec, random_damage, synth_card
+
+
+@dataclass
+class Tally:
+    cards: int = 0
+    ok: int = 0
+    review: int = 0
+    error: int = 0
+    questions: int = 0
+    question_marks: int = 0
+    silent_answer_errors: int = 0
+    silent_code_errors: int = 0
+    silent_version_errors: int = 0
+    barcodes_expected: int = 0
+    barcodes_read: int = 0
+    mismatches_expected: int = 0
+    mismatches_flagged: int = 0
+    max_registration_mm: float = 0.0
+    read_seconds: float = 0.0
+    reasons: Counter = field(default_factory=Counter)
+    examples: list = field(default_factory=list)
+
+
+def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: bool = False) -> Tally:
+    layout = load_layout()
+    rng = np.random.default_rng(seed)
+    t = Tally()
+    for i in range(count):
+        spec = random_card_spec(layout, rng)
+        ranges = {"dpi": (dpi,)} if dpi else {}
+        dmg = random_damage(rng, damage, **ranges)
+        card = synth_card(layout, spec, dmg, seed=seed * 100_003 + i)
+        image = card.image if card.image.ndim == 2 else cv2.cvtColor(card.image, cv2.COLOR_BGR2GRAY)
+        truth = card.truth
+        t.cards += 1
+        start = time.perf_counter()
+        try:
+            reading = read_card(image, layout)
+        except OmrError as err:
+            t.read_seconds += time.perf_counter() - start
+            t.error += 1
+            t.reasons[f"error:{type(err).__name__}"] += 1
+            if verbose:
+                print(f"card {i}: {type(err).__name__}: {err}  damage={dmg}", file=sys.stderr)
+            continue
+        t.read_seconds += time.perf_counter() - start
+        acceptable = truth["acceptable"]
+        wrong = [q for q, ch in enumerate(reading.responses) if ch not in acceptable[q]]
+        t.questions += len(acceptable)
+        t.question_marks += reading.responses.count("?")
+        if truth.get("barcode_readable"):
+            t.barcodes_expected += 1
+            t.barcodes_read += reading.barcode == truth["code_number"]
+        if "code_mismatch" in truth.get("expected_flags", []):
+            t.mismatches_expected += 1
+            t.mismatches_flagged += "code_mismatch" in reading.flags
+        px_per_mm = float(np.sqrt(abs(np.linalg.det(np.asarray(truth["mm_to_px"])[:2, :2]))))
+        found = project_points(reading.homography, layout.box_centers())
+        err_mm = np.linalg.norm(found - np.asarray(truth["box_centers_px"]), axis=1).max() / px_per_mm
+        t.max_registration_mm = max(t.max_registration_mm, float(err_mm))
+        for flag in reading.flags:
+            t.reasons[flag.split(":")[0]] += 1
+        if reading.needs_review:
+            t.review += 1
+            continue
+        t.ok += 1
+        truth_version = truth.get("version") or ""
+        code_wrong = reading.code_number != truth["code_number"]
+        version_wrong = reading.version != truth_version
+        t.silent_answer_errors += len(wrong)
+        t.silent_code_errors += code_wrong
+        t.silent_version_errors += version_wrong
+        if (wrong or code_wrong or version_wrong) and len(t.examples) < 20:
+            t.examples.append(
+                {
+                    "card": i,
+                    "wrong": [(q + 1, reading.responses[q], acceptable[q]) for q in wrong[:5]],
+                    "code": (reading.code_number, truth["code_number"]) if code_wrong else None,
+                    "version": (reading.version, truth_version) if version_wrong else None,
+                    "damage": dmg,
+                }
+            )
+    return t
+
+
+def report(t: Tally, args: argparse.Namespace) -> str:
+    read = t.ok + t.review
+    lines = [
+        f"accuracy: {t.cards} cards, damage={args.damage}, seed={args.seed}"
+        + (f", dpi={args.dpi}" if args.dpi else ""),
+        f"  ok {t.ok}  review {t.review}  error {t.error}",
+        f"  silent errors on ok cards: answers {t.silent_answer_errors}, code numbers "
+        f"{t.silent_code_errors}, versions {t.silent_version_errors}",
+        f"  '?' on {t.question_marks} of {t.questions} questions read "
+        f"({100 * t.question_marks / max(t.questions, 1):.3f} %)",
+        f"  barcodes read {t.barcodes_read}/{t.barcodes_expected} of the readable ones",
+        f"  grid/barcode disagreements flagged {t.mismatches_flagged}/{t.mismatches_expected}",
+        f"  worst box-centre registration error {t.max_registration_mm:.3f} mm",
+        f"  read time {1000 * t.read_seconds / max(read + t.error, 1):.1f} ms per card (one core, in memory)",
+        "  flags: " + ", ".join(f"{k} {v}" for k, v in t.reasons.most_common()),
+    ]
+    for ex in t.examples:
+        lines.append(f"  SILENT: {ex}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--damage", default="all", help="none, mild, heavy or all")
+    parser.add_argument("--dpi", type=float, default=None)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose)
+    print(report(tally, args))
+    silent = tally.silent_answer_errors + tally.silent_code_errors + tally.silent_version_errors
+    return 1 if silent else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
