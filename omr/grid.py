@@ -35,6 +35,7 @@ __all__ = [
     "SamplingGrid",
     "box_features",
     "build_sampling_grid",
+    "outline_evidence",
     "paper_levels",
     "remove_print",
     "sample_darkness",
@@ -203,3 +204,38 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     tenth = max(1, darkness.shape[1] // 10)
     peak = -np.partition(-darkness, tenth, axis=1)[:, :tenth].mean(axis=1)
     return np.stack([fill, ink, asymmetry, core, stroke, peak], axis=1).astype(np.float32)
+
+
+def outline_evidence(
+    gray: NDArray[np.uint8],
+    homography: NDArray[np.float64],
+    layout: CardLayout,
+    paper: NDArray[np.float32],
+    ink_u8: float,
+) -> NDArray[np.float32]:
+    """(N,) how dark each box's printed outline is where the registration puts it.
+
+    Samples the middle of the four edges of every box, each at three offsets across
+    the line (±0.15 mm) and keeps the darkest, so it tolerates small registration
+    error but not a wrong form or a page registered to the wrong place: on this
+    card the outlines are there (evidence ~0.3–1), on anything else they are not.
+    """
+    b = layout.bubble
+    hx = b.width_mm / 2 - b.outline_width_mm / 2
+    hy = b.height_mm / 2 - b.outline_width_mm / 2
+    across = np.array([-0.15, 0.0, 0.15])
+    # (4 edges, 3 offsets, 2): left/right edges move in x, top/bottom edges in y
+    offsets = np.concatenate(
+        [
+            np.stack([-hx + across, 0 * across], -1)[None],
+            np.stack([hx + across, 0 * across], -1)[None],
+            np.stack([0 * across, -hy + across], -1)[None],
+            np.stack([0 * across, hy + across], -1)[None],
+        ]
+    ).reshape(-1, 2)
+    centers = layout.box_centers()
+    pts = project_points(homography, centers[:, None, :] + offsets[None, :, :]).astype(np.float32)
+    values = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[:, None]
+    darkness = np.clip((paper[:, None] - values.astype(np.float32)) / span, 0.0, 1.0)
+    return darkness.reshape(len(centers), 4, 3).max(axis=2).mean(axis=1)

@@ -26,10 +26,12 @@ from omr.decode import (
     resolve_code_number,
 )
 from omr.detect import DetectParams, Registration, check_image, make_work_image, register_page
+from omr.errors import PageNotFoundError
 from omr.grid import (
     SamplingGrid,
     box_features,
     build_sampling_grid,
+    outline_evidence,
     paper_levels,
     remove_print,
     sample_darkness,
@@ -37,7 +39,7 @@ from omr.grid import (
 from omr.layout import CardLayout
 from omr.marks import AMBIGUOUS, classify_boxes, read_responses
 
-__all__ = ["CardReading", "INFO_FLAGS", "read_card"]
+__all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
 #: flags that explain but do not send a card to review
 INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page"})
@@ -109,7 +111,8 @@ def read_card(
     BarcodeError
         The barcode library is unusable.
     """
-    features, registration = measure_card(gray, layout, grid=grid, detect_params=detect_params)
+    measured = measure_card(gray, layout, grid=grid, detect_params=detect_params)
+    features, registration = measured.features, measured.registration
     slices = layout.box_slices()
     if thresholds is None:
         thresholds = calibrate_card(features[slices["answers"]])
@@ -125,7 +128,7 @@ def read_card(
     barcode = decode_barcode(gray, registration.homography, layout, registration.px_per_mm)
     code = resolve_code_number(barcode.data if barcode else None, grid_digits, g.digits)
 
-    flags: list[str] = []
+    flags: list[str] = list(measured.flags)
     ambiguous = np.flatnonzero(
         (answer_states == AMBIGUOUS).any(axis=1) & (np.frombuffer(responses.encode(), np.uint8) == ord("?"))
     )
@@ -137,7 +140,12 @@ def read_card(
     flags.extend(version_flags)
     if registration.rotation_deg:
         flags.append(f"rotated:{registration.rotation_deg}")
-    needs_review = bool(ambiguous.size) or bool(version_flags) or bool(CODE_REVIEW_FLAGS & set(code.flags))
+    needs_review = (
+        bool(ambiguous.size)
+        or bool(version_flags)
+        or bool(CODE_REVIEW_FLAGS & set(code.flags))
+        or bool(measured.flags)
+    )
     return CardReading(
         responses=responses,
         code_number=code.code_number,
@@ -155,17 +163,46 @@ def read_card(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CardMeasurement:
+    """The threshold-free half of reading a card.
+
+    features : (N_boxes, F) float32 box features (`omr.grid.FEATURE_NAMES`)
+    registration : Registration
+    outline : (N_boxes,) float32 darkness of each box's printed outline where the
+        registration puts it (`omr.grid.outline_evidence`)
+    flags : registration doubts (``registration_doubtful:<part>``)
+    """
+
+    features: NDArray[np.float32]
+    registration: Registration
+    outline: NDArray[np.float32]
+    flags: tuple[str, ...]
+
+
+#: outline evidence under which the page is not this card at all
+MIN_OUTLINE_EVIDENCE = 0.15
+#: a part of the card whose outlines are this much fainter than the best part is misplaced
+MIN_PART_OUTLINE_RATIO = 0.6
+
+
 def measure_card(
     gray: NDArray[np.uint8],
     layout: CardLayout,
     *,
     grid: SamplingGrid | None = None,
     detect_params: DetectParams = DetectParams(),
-) -> tuple[NDArray[np.float32], Registration]:
-    """Register the page and return the (N_boxes, F) feature matrix with the registration.
+) -> CardMeasurement:
+    """Register the page, sample every box, and check the registration on the outlines.
 
-    This is the expensive, threshold-free half of `read_card`; calibration over a
-    batch runs it once per page and classifies afterwards.
+    This is the expensive half of `read_card`; calibration over a batch runs it
+    once per page and classifies afterwards.
+
+    Raises
+    ------
+    PageNotFoundError
+        When the printed bubble outlines are not where the markers put them
+        (another form with similar corner marks).
     """
     check_image(gray, "gray")
     grid = grid if grid is not None else build_sampling_grid(layout)
@@ -173,4 +210,36 @@ def measure_card(
     registration = register_page(gray, layout, detect_params, work=(work, factor))
     paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
     darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
-    return box_features(remove_print(darkness, grid), grid), registration
+    outline = outline_evidence(gray, registration.homography, layout, paper, registration.ink_u8)
+    parts = _part_names(layout)
+    names = sorted(set(parts))
+    part_levels = np.array([np.median(outline[parts == name]) for name in names])
+    if part_levels.max() < MIN_OUTLINE_EVIDENCE:
+        raise PageNotFoundError(
+            f"not a {layout.name} card: its bubble outlines are not where the corner markers put "
+            f"them (outline darkness {part_levels.max():.2f}, need >= {MIN_OUTLINE_EVIDENCE}); "
+            "check that the right card layout is used (--layout)"
+        )
+    flags = tuple(
+        f"registration_doubtful:{name}"
+        for name, level in zip(names, part_levels, strict=True)
+        if level < MIN_PART_OUTLINE_RATIO * part_levels.max()
+    )
+    return CardMeasurement(
+        features=box_features(remove_print(darkness, grid), grid),
+        registration=registration,
+        outline=outline,
+        flags=flags,
+    )
+
+
+def _part_names(layout: CardLayout) -> NDArray[np.str_]:
+    """(N_boxes,) which part of the card each box belongs to: answer block, code, version."""
+    a = layout.answers
+    blocks = np.repeat(np.arange(a.questions) // a.rows_per_block, len(a.options))
+    slices = layout.box_slices()
+    names = np.empty(layout.box_centers().shape[0], dtype=object)
+    names[slices["answers"]] = [f"answers{b + 1}" for b in blocks]
+    names[slices["code"]] = "code"
+    names[slices["version"]] = "version"
+    return names.astype(str)

@@ -74,3 +74,28 @@ def test_features_and_states_cover_every_box(card200):
     n = LAYOUT.box_centers().shape[0]
     assert reading.box_features.shape[0] == n
     assert reading.box_states.shape == (n,)
+
+
+def test_another_form_with_the_same_corner_marks_is_not_read(card200):
+    from omr.errors import PageNotFoundError
+    from omr.render import render_blank
+
+    # keep the markers, wipe everything printed between them
+    other = np.full_like(card200, 255)
+    blank = render_blank(LAYOUT, dpi=200)
+    for cx, cy in LAYOUT.markers.centers() * 200 / 25.4:
+        y0, y1, x0, x1 = int(cy - 40), int(cy + 40), int(cx - 40), int(cx + 40)
+        other[y0:y1, x0:x1] = blank[y0:y1, x0:x1]
+    cv2.putText(other, "ANKIETA", (300, 800), cv2.FONT_HERSHEY_SIMPLEX, 4, 0, 8)
+    with pytest.raises(PageNotFoundError, match="bubble outlines are not where"):
+        read_card(other, LAYOUT)
+
+
+def test_locally_misplaced_block_goes_to_review(card200):
+    # a strip of the page shifted by ~1 mm (a crease): only that part's outlines move
+    page = card200.copy()
+    x0, x1 = int(100 * 200 / 25.4), int(140 * 200 / 25.4)
+    page[:, x0:x1] = np.roll(card200[:, x0:x1], 9, axis=0)
+    reading = read_card(page, LAYOUT)
+    assert any(f.startswith("registration_doubtful:answers3") for f in reading.flags)
+    assert reading.needs_review
