@@ -32,6 +32,7 @@ What is drawn (all positions from the layout, nothing hard-coded but the type si
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,27 @@ def page_size_px(layout: CardLayout, dpi: float) -> tuple[int, int]:
 
 
 def barcode_modules(code: str) -> NDArray[np.bool_]:
-    """(M,) bool Code 128 module pattern of ``code`` (True = bar), start to stop.
+    """(M,) bool Code 128 module pattern of the digit string ``code`` (True = bar).
 
-    Uses python-barcode's encoder (it picks code set C for digit pairs).
+    Code set C (digit pairs), a trailing odd digit in code set B; the bar patterns,
+    start/stop codes come from python-barcode's tables.  Its own encoder is not used:
+    python-barcode 0.16 drops a leading "99" pair (it mistakes the digits 99 right
+    after Start C for a "switch to C" code), so 999931413 would print as 9931413.
 
     >>> barcode_modules("123456782").shape
     (101,)
     """
-    from barcode import Code128  # imported here: only rendering needs it
+    from barcode.charsets import code128  # imported here: only rendering needs it
 
-    pattern = Code128(code).build()[0]
+    if not code.isdigit():
+        raise ValueError(f"barcode: only digits are printed, got {code!r}")
+    values = [code128.START_CODES["C"]]
+    values += [int(code[i : i + 2]) for i in range(0, len(code) - len(code) % 2, 2)]
+    if len(code) % 2:
+        values += [code128.C["TO_B"], code128.B[code[-1]]]  # switch to set B, then the digit
+    checksum = (values[0] + sum(i * v for i, v in enumerate(values[1:], start=1))) % 103
+    # the stop pattern ends with a 2-module termination bar the table leaves out
+    pattern = "".join(code128.CODES[v] for v in [*values, checksum]) + code128.STOP + "11"
     return np.frombuffer(pattern.encode("ascii"), dtype=np.uint8) == ord("1")
 
 
@@ -134,31 +146,14 @@ def _fill_rect(img: NDArray[np.uint8], rect_mm: Sequence[float], value: float, s
     _blend(img, slice(r0, r1), slice(c0, c1), np.outer(cy, cx), value)
 
 
-def _rounded_rect_poly(
-    cx: NDArray[np.float64], cy: NDArray[np.float64], w: float, h: float, r: float
-) -> NDArray[np.float64]:
-    """(N, P, 2) outlines of rounded rectangles centred at (cx, cy), mm."""
-    r = float(np.clip(r, 0.0, min(w, h) / 2))
-    t = np.linspace(0.0, np.pi / 2, 7)
-    corners = []  # clockwise in image coordinates (y down), starting top-right
-    for (sx, sy), start in (((1, -1), 1.5 * np.pi), ((1, 1), 0.0), ((-1, 1), 0.5 * np.pi),
-                            ((-1, -1), np.pi)):
-        ang = start + t
-        px = sx * (w / 2 - r) + r * np.cos(ang)
-        py = sy * (h / 2 - r) + r * np.sin(ang)
-        corners.append(np.stack([px, py], axis=-1))
-    shape = np.concatenate(corners)  # (P, 2)
-    centres = np.stack([cx, cy], axis=-1)[:, None, :]
-    return centres + shape[None, :, :]
-
-
-def _fill_polys(
-    img: NDArray[np.uint8], polys_mm: NDArray[np.float64], value: int, s: float
-) -> None:
-    """Fill (N, P, 2) mm polygons, antialiased, with 1/256-pixel vertex precision."""
-    shift = 8
-    pts = np.rint((polys_mm * s - 0.5) * (1 << shift)).astype(np.int32)
-    cv2.fillPoly(img, list(pts), (int(value),), cv2.LINE_AA, shift)
+def _rounded_box_sdf(
+    u: NDArray[np.float32], v: NDArray[np.float32], half_w: float, half_h: float, r: float
+) -> NDArray[np.float32]:
+    """Signed distance (mm, negative inside) to a centred rounded rectangle."""
+    qx = np.abs(u) - (half_w - r)
+    qy = np.abs(v) - (half_h - r)
+    outside = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0))
+    return outside + np.minimum(np.maximum(qx, qy), 0) - r
 
 
 def _put_text(
@@ -195,15 +190,28 @@ def _put_text(
 
 
 def _draw_bubbles(img: NDArray[np.uint8], layout: CardLayout, s: float, style: RenderStyle) -> None:
+    """Outlines by signed-distance coverage (exact on straight edges), then the letters.
+
+    (OpenCV's antialiased polygon fill misplaces edges by up to half a pixel.)
+    """
     b = layout.bubble
     centres = layout.box_centers()
     ow = min(b.outline_width_mm, min(b.width_mm, b.height_mm) / 4)
-    outer = _rounded_rect_poly(centres[:, 0], centres[:, 1], b.width_mm, b.height_mm,
-                               b.corner_radius_mm)
-    inner = _rounded_rect_poly(centres[:, 0], centres[:, 1], b.width_mm - 2 * ow,
-                               b.height_mm - 2 * ow, max(b.corner_radius_mm - ow, 0.0))
-    _fill_polys(img, outer, style.outline_u8, s)
-    _fill_polys(img, inner, style.paper_u8, s)
+    r = float(np.clip(b.corner_radius_mm, 0.0, min(b.width_mm, b.height_mm) / 2))
+    pw, ph = math.ceil(b.width_mm * s) + 4, math.ceil(b.height_mm * s) + 4
+    cols0 = np.floor(centres[:, 0] * s - pw / 2).astype(np.int64)
+    rows0 = np.floor(centres[:, 1] * s - ph / 2).astype(np.int64)
+    chunk = 256  # bounds memory at 600 DPI
+    for start in range(0, len(centres), chunk):
+        sl = slice(start, start + chunk)
+        # pixel centres (i + 0.5 in edge coordinates) relative to each box centre, mm
+        u = ((cols0[sl, None] + np.arange(pw) + 0.5) / s - centres[sl, :1]).astype(np.float32)
+        v = ((rows0[sl, None] + np.arange(ph) + 0.5) / s - centres[sl, 1:]).astype(np.float32)
+        sd = _rounded_box_sdf(u[:, None, :], v[:, :, None], b.width_mm / 2, b.height_mm / 2, r)
+        alpha = np.clip(0.5 - sd * s, 0, 1) - np.clip(0.5 - (sd + ow) * s, 0, 1)
+        for r0, c0, a in zip(rows0[sl], cols0[sl], alpha, strict=True):
+            _blend(img, slice(int(r0), int(r0) + ph), slice(int(c0), int(c0) + pw),
+                   a.astype(np.float64), style.outline_u8)
 
     letter_h = min(style.letter_height_mm, b.height_mm * 0.6)
     labels: list[str] = []
