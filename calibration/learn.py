@@ -57,9 +57,7 @@ def calibrate(
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
     )
-    stroke_blank = float(
-        np.clip(max(base.stroke_blank, floor_stroke + 0.03), base.stroke_blank, base.stroke_mark - 0.03)
-    )
+    stroke_blank = float(max(base.stroke_blank, min(floor_stroke + 0.03, base.stroke_mark)))
     ink_blank = float(np.clip(max(base.ink_blank, floor_ink + 0.03), base.ink_blank, base.ink_mark - 0.1))
     # the pencil: solid marks (little stroke texture, clearly above the grey zone)
     solid = (fill >= base.fill_mark) & (stroke < base.stroke_mark)

@@ -70,7 +70,7 @@ def draw_overlay(gray: NDArray[np.uint8], reading: CardReading, layout: CardLayo
         + (";".join(reading.flags) or "none")
         + ("  -> REVIEW" if reading.needs_review else "  -> ok"),
     ]
-    origin = project_points(h, np.array([[20.0, 42.0]]))[0]
+    origin = project_points(h, np.array([[layout.barcode.box_mm[0], layout.barcode.box_mm[3] + 6.0]]))[0]
     for i, line in enumerate(lines):
         pos = (int(origin[0]), int(origin[1] + i * 30 * font_scale * 1.6))
         cv2.putText(canvas, line, pos, cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255), thick * 4)
