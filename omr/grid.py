@@ -49,6 +49,9 @@ CLEARLY_DARK = 0.5
 STROKE_CONTRAST = 0.18
 #: a printed-letter template needs this many boxes sharing the glyph
 MIN_TEMPLATE_BOXES = 5
+#: a template darker than median * ratio + excess (mean darkness) is marks, not print
+MAX_TEMPLATE_RATIO = 2.0
+MAX_TEMPLATE_EXCESS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +115,26 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     which is what lets a blurred pencil cross be told from a light grey letter.
     """
     residual = darkness.copy()
-    for group in np.unique(grid.glyph_groups[grid.glyph_groups >= 0]):
-        members = grid.glyph_groups == group
-        if members.sum() < MIN_TEMPLATE_BOXES:
-            continue
-        group_darkness = darkness[members]
+    groups = [
+        g
+        for g in np.unique(grid.glyph_groups[grid.glyph_groups >= 0])
+        if (grid.glyph_groups == g).sum() >= MIN_TEMPLATE_BOXES
+    ]
+    templates = {}
+    for group in groups:
+        group_darkness = darkness[grid.glyph_groups == group]
         quartile = group_darkness.shape[0] // 4  # np.partition: ~10x faster than percentile
-        residual[members] -= np.partition(group_darkness, quartile, axis=0)[quartile]
+        templates[group] = np.partition(group_darkness, quartile, axis=0)[quartile]
+    if not templates:
+        return np.clip(residual, 0.0, 1.0)
+    # A candidate who marks the same letter on most questions (guessing "all C") would
+    # turn that glyph's template into a mark and erase the marks: a template much
+    # darker than the other glyphs' is not print, so that group keeps its raw darkness.
+    weights = np.array([t.mean() for t in templates.values()])
+    limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
+    for group, template in templates.items():
+        if template.mean() <= limit:
+            residual[grid.glyph_groups == group] -= template
     return np.clip(residual, 0.0, 1.0)
 
 

@@ -99,3 +99,22 @@ def test_locally_misplaced_block_goes_to_review(card200):
     reading = read_card(page, LAYOUT)
     assert any(f.startswith("registration_doubtful:answers3") for f in reading.flags)
     assert reading.needs_review
+
+
+@pytest.mark.parametrize("answers", ["C" * 200, "C" * 150 + "AB" * 25, "-" * 190 + "E" * 10])
+def test_one_letter_everywhere_is_still_read(answers):
+    # the print template is learned from the boxes; a candidate guessing "all C" must
+    # not teach it that a filled C box is print
+    reading = read_card(marked_card(LAYOUT, answers, dpi=150), LAYOUT)
+    assert reading.responses == answers
+
+
+@pytest.mark.parametrize("code", ["111111118", "000000000"])
+def test_repeated_code_digits_are_read_from_the_grid(code):
+    img = marked_card(LAYOUT, ANSWERS, code=code, dpi=150)
+    x0, y0, x1, y1 = (np.array(LAYOUT.barcode.box_mm) * 150 / 25.4).astype(int)
+    img[y0:y1, x0:x1] = 255  # no barcode: the grid must carry the code
+    reading = read_card(img, LAYOUT)
+    assert reading.grid == code
+    assert reading.code_number == code
+    assert "barcode_unreadable" in reading.flags
