@@ -1,0 +1,461 @@
+"""Input pages: find them, identify them, decode one at a time.
+
+A batch names its inputs as files, folders or glob patterns.  `iter_pages` turns
+them into `PageRef`s -- one per page, *without decoding any image* -- in a stable
+order; `load_page` decodes one referenced page into a grayscale array for the
+reader.  Together they let a batch stream: only the pages being read are ever in
+memory.
+
+::
+
+    INPUT...  ──iter_sources──►  source paths (files as given, folders walked
+                                 recursively in sorted order, globs expanded sorted)
+              ──describe_file──► content hash (sha256, streamed), kind (by content),
+                                 page count (TIFF frames via Pillow, PDF pages via pypdfium2)
+              ──iter_pages─────► PageRef(source, page, path, content_hash, kind, pages)
+    PageRef   ──load_page──────► (H, W) uint8 grayscale
+
+Formats and decoders (the kind comes from the file's first bytes, not its name):
+
+==========  ===========================================================================
+jpeg, png   ``cv2.imdecode(..., IMREAD_GRAYSCALE)`` (the fast path); a JPEG without its
+            end-of-image marker is rejected as truncated rather than read half grey
+tiff        Pillow, one frame per page (multi-page TIFF); bitonal, 16-bit and colour
+pdf         pypdfium2, one page per card: a page that is a single upright embedded scan
+            is extracted at its own resolution, any other page is rasterised at
+            ``pdf_dpi`` (300 DPI)
+other       decoded by content: OpenCV first, then Pillow
+==========  ===========================================================================
+
+Conversion to gray (`to_gray_u8`), one rule everywhere: colour -> ITU-R BT.601 luma
+``Y = 0.299 R + 0.587 G + 0.114 B`` (what both OpenCV's ``IMREAD_GRAYSCALE`` and
+Pillow's ``convert("L")`` compute), alpha dropped; 16-bit -> the high byte
+(``v >> 8``); bitonal -> 0 / 255.  EXIF orientation is ignored: the reader finds
+the card's turn itself.
+
+A file that cannot be opened or counted still yields one page (page 1): decoding it
+raises `ImageReadError`, so the batch records one ``error`` row with the reason and
+never drops an input.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from omr.errors import ImageReadError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "FileInfo",
+    "PageRef",
+    "count_sources",
+    "describe_file",
+    "iter_pages",
+    "iter_sources",
+    "load_page",
+    "to_gray_u8",
+]
+
+#: file name suffixes picked up when walking a folder (explicitly named files are
+#: always taken, whatever their name)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf", ".bmp", ".webp"})
+
+_HASH_CHUNK_BYTES = 1 << 20
+_JPEG_TAIL_BYTES = 1024
+_PDF_POINTS_PER_INCH = 72.0
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What a batch needs to know about one input file before decoding it.
+
+    content_hash : hex sha256 of the file's bytes, "" when the file cannot be read
+    kind : ``jpeg``, ``png``, ``tiff``, ``pdf``, ``other`` (by content) or ``missing``
+    pages : number of pages (frames) in the file; 1 for single images and for files
+        whose page count cannot be established (decoding then reports why)
+    size_bytes : file size, -1 when unknown
+    error : why the file cannot be read, "" when it can
+    """
+
+    content_hash: str
+    kind: str
+    pages: int
+    size_bytes: int
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PageRef:
+    """One page of one input file, not decoded.
+
+    source : the input path as given (folders: the folder as given joined with the
+        file's relative path) -- what the results call ``source``
+    page : 1-based page number within the file
+    path : absolute path used to open the file (workers may run elsewhere)
+    content_hash : hex sha256 of the whole file, "" when it cannot be read
+    kind : the file kind found by content (see `FileInfo`)
+    pages : pages in the file
+    """
+
+    source: str
+    page: int
+    path: str
+    content_hash: str
+    kind: str
+    pages: int = 1
+
+
+# -- enumeration ----------------------------------------------------------------------
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _walk(folder: str) -> Iterator[str]:
+    """Image files under ``folder``, recursively, in sorted order; hidden names skipped."""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield os.path.join(root, name)
+
+
+def iter_sources(inputs: Iterable[str]) -> Iterator[str]:
+    """Expand INPUT arguments into source file paths, lazily.
+
+    Parameters
+    ----------
+    inputs : iterable of str
+        Files (taken as given, whatever their suffix), folders (walked recursively in
+        sorted order, keeping files with an `IMAGE_SUFFIXES` suffix and skipping hidden
+        names), or glob patterns (``**`` allowed; matches sorted, folders among them
+        walked).  A path that exists is never treated as a pattern.
+
+    Yields
+    ------
+    str
+        Source paths, in input order.  A path that does not exist and matches nothing
+        is yielded as is: decoding it reports the missing file (one ``error`` row).
+    """
+    for item in inputs:
+        if os.path.isdir(item):
+            yield from _walk(item)
+        elif os.path.exists(item) or not _is_glob(item):
+            yield item
+        else:
+            matches = sorted(glob.glob(item, recursive=True))
+            if not matches:
+                yield item
+            for match in matches:
+                if os.path.isdir(match):
+                    yield from _walk(match)
+                else:
+                    yield match
+
+
+def _sniff(head: bytes) -> str:
+    """File kind from its first bytes."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if b"%PDF-" in head[:1024]:
+        return "pdf"
+    return "other"
+
+
+def _count_pages(path: str, kind: str) -> int:
+    """Pages in a TIFF / PDF without decoding them; 1 when they cannot be counted."""
+    try:
+        if kind == "tiff":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return max(1, int(getattr(im, "n_frames", 1)))
+        if kind == "pdf":
+            import pypdfium2 as pdfium
+
+            pdf = pdfium.PdfDocument(path)
+            try:
+                return max(1, len(pdf))
+            finally:
+                pdf.close()
+    except Exception:  # a file we cannot count is decoded (and reported) as page 1
+        return 1
+    return 1
+
+
+def describe_file(path: str) -> FileInfo:
+    """Hash a file (streamed, 1 MiB at a time), sniff its kind, count its pages.
+
+    Never raises for an unreadable file: the reason goes into `FileInfo.error`.
+    """
+    digest = hashlib.sha256()
+    head = b""
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK_BYTES):
+                if not head:
+                    head = chunk[:1024]
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as err:
+        kind = "missing" if isinstance(err, FileNotFoundError) else "other"
+        return FileInfo(content_hash="", kind=kind, pages=1, size_bytes=-1, error=err.strerror or str(err))
+    kind = _sniff(head)
+    return FileInfo(
+        content_hash=digest.hexdigest(), kind=kind, pages=_count_pages(path, kind), size_bytes=size
+    )
+
+
+def iter_pages(inputs: Iterable[str]) -> Iterator[PageRef]:
+    """Every page of every input, as `PageRef`s, lazily (one file described at a time).
+
+    Examples
+    --------
+    >>> refs = list(iter_pages(["scans/"]))  # doctest: +SKIP
+    >>> refs[0].source, refs[0].page
+    ('scans/card-0001.jpg', 1)
+    """
+    for source in iter_sources(inputs):
+        info = describe_file(source)
+        path = os.path.abspath(source)
+        for page in range(1, info.pages + 1):
+            yield PageRef(
+                source=source,
+                page=page,
+                path=path,
+                content_hash=info.content_hash,
+                kind=info.kind,
+                pages=info.pages,
+            )
+
+
+# -- decoding -------------------------------------------------------------------------
+
+
+def to_gray_u8(image: NDArray, *, channel_order: str = "BGR") -> NDArray[np.uint8]:
+    """Convert a decoded image to (H, W) uint8 grayscale with the module's one rule.
+
+    Parameters
+    ----------
+    image : (H, W) or (H, W, 3|4) ndarray of bool, uint8 or uint16
+        Colour images in ``channel_order`` (``BGR`` as OpenCV/pdfium give, or ``RGB``
+        as Pillow gives), optionally with alpha as the 4th channel (dropped).
+    channel_order : {"BGR", "RGB"}
+
+    Returns
+    -------
+    (H, W) uint8 ndarray, C-contiguous
+        bool -> 0/255; uint16 -> ``v >> 8``; colour -> BT.601 luma.
+
+    Raises
+    ------
+    ImageReadError
+        For any other shape or dtype (named in the message).
+
+    Examples
+    --------
+    >>> to_gray_u8(np.array([[[0, 0, 255]]], np.uint8))[0, 0]  # pure red, BGR
+    76
+    """
+    if image.dtype == np.bool_:
+        image = image.astype(np.uint8) * np.uint8(255)
+    elif image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageReadError(f"image: unsupported sample type {image.dtype}; expected 1, 8 or 16 bits")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if channel_order == "BGR" else cv2.COLOR_RGB2GRAY
+        image = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), code)
+    elif image.ndim == 3 and image.shape[2] in (1, 2):
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ImageReadError(f"image: unsupported shape {image.shape}; expected (H, W) or (H, W, 3|4)")
+    return np.ascontiguousarray(image)
+
+
+def _read_bytes(ref: PageRef) -> bytes:
+    try:
+        return Path(ref.path).read_bytes()
+    except FileNotFoundError as err:
+        raise ImageReadError(f"{ref.source}: no such file; check the path") from err
+    except IsADirectoryError as err:
+        raise ImageReadError(f"{ref.source}: is a folder, not an image file") from err
+    except OSError as err:
+        raise ImageReadError(f"{ref.source}: cannot read the file: {err.strerror or err}") from err
+
+
+def _decode_cv2(data: bytes, ref: PageRef, kind: str) -> NDArray[np.uint8] | None:
+    if kind == "jpeg" and b"\xff\xd9" not in data[-_JPEG_TAIL_BYTES:]:
+        raise ImageReadError(
+            f"{ref.source}: truncated JPEG ({len(data)} bytes, no end-of-image marker in the last "
+            f"{_JPEG_TAIL_BYTES} bytes); copy or scan the page again"
+        )
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None or gray.size == 0:
+        return None
+    return np.ascontiguousarray(gray)
+
+
+def _pil_to_gray(im: object, ref: PageRef) -> NDArray[np.uint8]:
+    """A Pillow image (any mode) as (H, W) uint8 by the module's rule."""
+    from PIL import Image
+
+    assert isinstance(im, Image.Image)
+    mode = im.mode
+    if mode in ("L", "1"):
+        return to_gray_u8(np.asarray(im.convert("L")))
+    if mode.startswith("I;16"):
+        return to_gray_u8(np.asarray(im).astype(np.uint16, copy=False))
+    if mode in ("I", "F"):
+        arr = np.asarray(im)
+        raise ImageReadError(
+            f"{ref.source} page {ref.page}: {mode!r} ({arr.dtype}) samples are not a scan format; "
+            "save the scan as 1-, 8- or 16-bit gray or 8-bit colour"
+        )
+    return to_gray_u8(np.asarray(im.convert("L")))
+
+
+def _load_tiff(ref: PageRef) -> NDArray[np.uint8]:
+    from PIL import Image
+
+    try:
+        with Image.open(ref.path) as im:
+            frames = int(getattr(im, "n_frames", 1))
+            if ref.page > frames:
+                raise ImageReadError(f"{ref.source}: has {frames} pages, page {ref.page} asked for")
+            im.seek(ref.page - 1)
+            im.load()
+            return _pil_to_gray(im, ref)
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{ref.source} page {ref.page}: cannot decode the TIFF: {err}") from err
+
+
+def _pdf_single_image(page: object) -> NDArray[np.uint8] | None:
+    """The page's pixels when the page is exactly one upright embedded image, else None."""
+    import pypdfium2 as pdfium
+
+    assert isinstance(page, pdfium.PdfPage)
+    objects = list(page.get_objects(max_depth=1))
+    if len(objects) != 1 or objects[0].type != pdfium.raw.FPDF_PAGEOBJ_IMAGE:
+        return None
+    obj = objects[0]
+    m = obj.get_matrix()
+    if not (m.a > 0 and m.d > 0 and m.b == 0 and m.c == 0) or page.get_rotation() != 0:
+        return None  # turned or mirrored placement: let the renderer apply it
+    bitmap = obj.get_bitmap(render=False)
+    arr = bitmap.to_numpy()
+    if bitmap.format not in (pdfium.raw.FPDFBitmap_Gray, pdfium.raw.FPDFBitmap_BGR,
+                             pdfium.raw.FPDFBitmap_BGRx, pdfium.raw.FPDFBitmap_BGRA):
+        return None
+    return to_gray_u8(arr, channel_order="BGR")
+
+
+def _load_pdf(ref: PageRef, dpi: float) -> NDArray[np.uint8]:
+    import pypdfium2 as pdfium
+
+    try:
+        pdf = pdfium.PdfDocument(ref.path)
+    except pdfium.PdfiumError as err:
+        raise ImageReadError(f"{ref.source}: cannot open the PDF: {err}; is the file complete?") from err
+    try:
+        if ref.page > len(pdf):
+            raise ImageReadError(f"{ref.source}: has {len(pdf)} pages, page {ref.page} asked for")
+        page = pdf[ref.page - 1]
+        try:
+            extracted = _pdf_single_image(page)
+        except pdfium.PdfiumError:
+            extracted = None
+        if extracted is not None:
+            return extracted
+        bitmap = page.render(scale=dpi / _PDF_POINTS_PER_INCH, grayscale=True)
+        return to_gray_u8(bitmap.to_numpy())
+    except pdfium.PdfiumError as err:
+        raise ImageReadError(f"{ref.source} page {ref.page}: cannot render the PDF page: {err}") from err
+    finally:
+        pdf.close()
+
+
+def _load_other(data: bytes, ref: PageRef) -> NDArray[np.uint8]:
+    gray = _decode_cv2(data, ref, "other")
+    if gray is not None:
+        return gray
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return _pil_to_gray(im, ref)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
+        raise ImageReadError(
+            f"{ref.source}: not an image (first bytes {data[:8]!r}, {len(data)} bytes); "
+            "expected JPEG, PNG, TIFF or PDF"
+        ) from err
+
+
+def load_page(ref: PageRef, *, pdf_dpi: float = 300.0) -> NDArray[np.uint8]:
+    """Decode one page into grayscale.
+
+    Parameters
+    ----------
+    ref : PageRef
+    pdf_dpi : float
+        Resolution at which PDF pages that are not a single embedded scan are rasterised.
+
+    Returns
+    -------
+    (H, W) uint8 ndarray
+        0 black .. 255 white, C-contiguous (see the module docstring for the rule).
+
+    Raises
+    ------
+    ImageReadError
+        The file is missing, empty, truncated, not an image, or the page does not
+        exist; the message names the file and the page.
+    """
+    kind = ref.kind
+    if kind == "tiff":
+        return _load_tiff(ref)
+    if kind == "pdf":
+        return _load_pdf(ref, pdf_dpi)
+    data = _read_bytes(ref)
+    if not data:
+        raise ImageReadError(f"{ref.source}: empty file (0 bytes); scan or copy the page again")
+    sniffed = _sniff(data[:1024])
+    if sniffed != kind and sniffed in ("tiff", "pdf"):  # changed since it was described
+        return load_page(PageRef(ref.source, ref.page, ref.path, ref.content_hash, sniffed, ref.pages),
+                         pdf_dpi=pdf_dpi)
+    if ref.page != 1:
+        raise ImageReadError(f"{ref.source}: a single image has one page, page {ref.page} asked for")
+    if sniffed in ("jpeg", "png"):
+        gray = _decode_cv2(data, ref, sniffed)
+        if gray is None:
+            raise ImageReadError(
+                f"{ref.source}: cannot decode the {sniffed.upper()} ({len(data)} bytes; "
+                "truncated or corrupt); copy or scan the page again"
+            )
+        return gray
+    return _load_other(data, ref)
+
+
+def count_sources(inputs: Sequence[str]) -> int:
+    """How many source files ``inputs`` expand to (walks folders, opens nothing)."""
+    return sum(1 for _ in iter_sources(inputs))
