@@ -41,6 +41,12 @@ from omr.marks import AMBIGUOUS, classify_boxes, read_responses
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
+#: outline evidence under which the page is not this card at all
+MIN_OUTLINE_EVIDENCE = 0.15
+#: a part of the card whose outlines are this much fainter than the best part is misplaced
+MIN_PART_OUTLINE_RATIO = 0.6
+#: likewise one question (measured: aligned >= 0.9, 2.5 mm off <= 0.25 of the card's median)
+MIN_QUESTION_OUTLINE_RATIO = 0.4
 #: flags that explain but do not send a card to review
 INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page"})
 
@@ -120,6 +126,11 @@ def read_card(
 
     n_options = len(layout.options)
     answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
+    # a question whose printed outlines are missing where the registration put it is
+    # misplaced (a fold, a crease): whatever its boxes say, a person must look
+    outline = measured.outline[slices["answers"]].reshape(layout.questions, n_options).mean(axis=1)
+    misplaced = outline < MIN_QUESTION_OUTLINE_RATIO * max(float(np.median(outline)), 1e-6)
+    answer_states = np.where(misplaced[:, None], np.int8(AMBIGUOUS), answer_states)
     responses = read_responses(answer_states, layout.options)
     g = layout.code_grid
     grid_digits = read_grid_digits(states[slices["code"]].reshape(g.columns, g.rows), g.row_labels)
@@ -134,6 +145,8 @@ def read_card(
     )
     if ambiguous.size:
         flags.append("ambiguous:" + ",".join(str(q + 1) for q in ambiguous))
+    if misplaced.any():
+        flags.append("misplaced:" + ",".join(str(q + 1) for q in np.flatnonzero(misplaced)))
     flags.extend(code.flags)
     if barcode is not None and barcode.where == "page":
         flags.append("barcode_from_page")
@@ -178,12 +191,6 @@ class CardMeasurement:
     registration: Registration
     outline: NDArray[np.float32]
     flags: tuple[str, ...]
-
-
-#: outline evidence under which the page is not this card at all
-MIN_OUTLINE_EVIDENCE = 0.15
-#: a part of the card whose outlines are this much fainter than the best part is misplaced
-MIN_PART_OUTLINE_RATIO = 0.6
 
 
 def measure_card(

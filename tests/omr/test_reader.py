@@ -118,3 +118,17 @@ def test_repeated_code_digits_are_read_from_the_grid(code):
     assert reading.grid == code
     assert reading.code_number == code
     assert "barcode_unreadable" in reading.flags
+
+
+def test_rows_shifted_by_a_fold_are_not_read_silently(card200):
+    # rows of questions 10-14 slide 2.5 mm down (a fold): their marks now sit between rows
+    page = card200.copy()
+    s = 200 / 25.4
+    x0, x1 = int(25 * s), int(60 * s)
+    y0, y1 = int((80 + 9 * 5 - 2.5) * s), int((80 + 14 * 5 - 2.5) * s)
+    page[y0:y1, x0:x1] = card200[y0 - int(2.5 * s) : y1 - int(2.5 * s), x0:x1]
+    reading = read_card(page, LAYOUT)
+    assert reading.needs_review
+    for q in range(10, 15):
+        assert reading.responses[q - 1] in ("?", ANSWERS[q - 1]), q
+    assert any(f.startswith("misplaced:") for f in reading.flags)
