@@ -155,6 +155,120 @@ def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: str | None,
         click.echo(f"thresholds written to {out}")
 
 
+# -- test material: printable cards, synthetic scans with ground truth -----------------
+
+
+def _parse_codes(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
+    """``--codes``: comma-separated 9-digit code numbers with a valid Luhn check digit."""
+    if value is None:
+        return None
+    from omr.decode import is_valid_code, luhn_check_digit
+
+    codes = [c.strip() for c in value.split(",") if c.strip()]
+    if not codes:
+        raise click.BadParameter("no code number given", ctx=ctx, param=param)
+    for code in codes:
+        if not (len(code) == 9 and code.isdigit()):
+            raise click.BadParameter(f"{code!r} is not 9 digits", ctx=ctx, param=param)
+        if not is_valid_code(code):
+            raise click.BadParameter(
+                f"{code} fails its Luhn check digit (would end in {luhn_check_digit(code[:8])})",
+                ctx=ctx, param=param,
+            )
+    return codes
+
+
+def _parse_formats(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+    """``--formats``: comma-separated subset of jpg, png, tiff, pdf."""
+    known = ("jpg", "png", "tiff", "pdf")
+    formats = tuple(f.strip().lower() for f in value.split(",") if f.strip())
+    bad = [f for f in formats if f not in known]
+    if bad or not formats:
+        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: use some of {', '.join(known)}",
+                                 ctx=ctx, param=param)
+    return formats
+
+
+@cli.command()
+@click.option("--codes", callback=_parse_codes,
+              help="Comma-separated code numbers (9 digits, Luhn), one card each.")
+@click.option("--count", type=click.IntRange(min=1),
+              help="Instead of --codes: this many random valid code numbers.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --count.")
+@click.option("--dpi", type=click.FloatRange(min=50, max=1200), default=300, show_default=True,
+              help="Raster resolution.")
+@click.option("--format", "fmt", type=click.Choice(["pdf", "png"]), default="pdf",
+              show_default=True, help="One PDF with a page per card, or one PNG per card.")
+@click.option("--out", required=True, type=click.Path(),
+              help="PDF file (or a folder to put cards.pdf in); folder for PNGs.")
+@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
+              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+def render(codes: list[str] | None, count: int | None, seed: int, dpi: float, fmt: str,
+           out: str, layout_path: str | None) -> None:
+    """Blank printable cards, each with its candidate's code number barcode."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from omr.layout import load_layout
+    from omr.render import render_blank, render_card, render_pdf, write_png
+    from omr.synth import random_code_number
+
+    if (codes is None) == (count is None):
+        raise click.UsageError("give either --codes or --count")
+    layout = load_layout(layout_path)
+    if codes is None:
+        rng = np.random.default_rng(seed)
+        codes = [random_code_number(rng, layout.code_grid.digits) for _ in range(count or 0)]
+    target = Path(out)
+    if fmt == "pdf":
+        if target.is_dir() or target.suffix.lower() != ".pdf":
+            target.mkdir(parents=True, exist_ok=True)
+            target = target / "cards.pdf"
+        render_pdf(layout, codes, target, dpi=dpi)
+        click.echo(f"{len(codes)} cards at {dpi:g} DPI written to {target}")
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    blank = render_blank(layout, dpi=dpi)
+    for code in codes:
+        path = write_png(target / f"card-{code}.png", render_card(layout, code, dpi=dpi, blank=blank),
+                         dpi=dpi)
+        click.echo(str(path))
+    click.echo(f"{len(codes)} cards at {dpi:g} DPI written to {target}")
+
+
+@cli.command()
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of cards (pages).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Same seed, same files and truth.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for the images and truth.json.")
+@click.option("--formats", default="jpg", show_default=True, callback=_parse_formats,
+              help="Comma-separated, taken in turn per file: jpg, png, tiff, pdf "
+                   "(TIFF/PDF files hold several pages).")
+@click.option("--damage", type=click.Choice(["none", "mild", "heavy", "all"]), default="mild",
+              show_default=True, help="Scanner damage preset ('all' mixes the three).")
+@click.option("--dpi", type=click.FloatRange(min=50, max=1200),
+              help="Fix every card's resolution (default: the preset's choice).")
+@click.option("--pages-per-file", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Pages in each TIFF/PDF file.")
+@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
+              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+def synth(count: int, seed: int, out: str, formats: tuple[str, ...], damage: str,
+          dpi: float | None, pages_per_file: int, layout_path: str | None) -> None:
+    """Synthetic filled-in, scanner-damaged cards with their ground truth (truth.json)."""
+    from pathlib import Path
+
+    from omr.layout import load_layout
+    from omr.synth import write_dataset
+
+    files = write_dataset(out, count, seed=seed, layout=load_layout(layout_path), formats=formats,
+                          damage=damage, dpi=dpi, pages_per_file=pages_per_file)
+    for path in files:
+        click.echo(str(path))
+    click.echo(f"{count} cards in {len(files)} files; truth in {Path(out) / 'truth.json'}")
+
+
 def main() -> None:
     """Console-script entry point: prints `OmrError`s once, as ``error: Kind: message``."""
     try:
