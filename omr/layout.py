@@ -204,6 +204,9 @@ class CardLayout:
             naming ``source`` and the dotted path of the first broken field.
         """
         reader = _Reader(data, source)
+        units = reader.get("units", default="mm")
+        if units != "mm":
+            raise reader.fail("units", f"only millimetres ('mm') are supported, got {units!r}")
         markers = Markers(
             side_mm=reader.pos_number("markers.side"),
             centers_mm=tuple(reader.point(f"markers.centers.{name}") for name in MARKER_NAMES),
