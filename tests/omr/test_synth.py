@@ -323,3 +323,23 @@ def test_write_dataset_rejects_bad_arguments(tmp_path) -> None:
         write_dataset(tmp_path, 1, seed=0, formats=("bmp",))
     with pytest.raises(ValueError, match="preset"):
         write_dataset(tmp_path, 1, seed=0, damage="medium")
+
+
+def test_other_layouts_synthesise_too() -> None:
+    from omr.layout import CardLayout
+
+    data = json.loads(json.dumps(_layout_dict()))
+    data["answers"].update(questions=120, options="ABCD", blocks=4, rows_per_block=30)
+    lay = CardLayout.from_dict(data, source="<120 questions>")
+    rng = np.random.default_rng(0)
+    card = synth_card(lay, random_card_spec(lay, rng), ScanDamage(dpi=100, rotation_deg=2), seed=0)
+    assert len(card.truth["acceptable"]) == 120
+    assert len(card.truth["box_centers_px"]) == 120 * 4 + 90 + 4
+    assert all(set(a) <= set("ABCD-*?") for a in card.truth["acceptable"])
+
+
+def _layout_dict() -> dict:
+    from importlib import resources
+
+    text = resources.files("omr.layouts").joinpath("lek-ldek-v1.json").read_text("utf-8")
+    return json.loads(text)
