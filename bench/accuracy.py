@@ -35,6 +35,7 @@ class Tally:
     error: int = 0
     questions: int = 0
     question_marks: int = 0
+    question_marks_clear: int = 0  # '?' where the truth allows only one read
     silent_answer_errors: int = 0
     silent_code_errors: int = 0
     silent_version_errors: int = 0
@@ -75,6 +76,9 @@ def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: b
         wrong = [q for q, ch in enumerate(reading.responses) if ch not in acceptable[q]]
         t.questions += len(acceptable)
         t.question_marks += reading.responses.count("?")
+        t.question_marks_clear += sum(
+            ch == "?" and len(acceptable[q]) == 1 for q, ch in enumerate(reading.responses)
+        )
         if truth.get("barcode_readable"):
             t.barcodes_expected += 1
             t.barcodes_read += reading.barcode == truth["code_number"]
@@ -119,7 +123,8 @@ def report(t: Tally, args: argparse.Namespace) -> str:
         f"  silent errors on ok cards: answers {t.silent_answer_errors}, code numbers "
         f"{t.silent_code_errors}, versions {t.silent_version_errors}",
         f"  '?' on {t.question_marks} of {t.questions} questions read "
-        f"({100 * t.question_marks / max(t.questions, 1):.3f} %)",
+        f"({100 * t.question_marks / max(t.questions, 1):.3f} %); on clear questions "
+        f"(one acceptable read) {t.question_marks_clear} ({100 * t.question_marks_clear / max(t.questions, 1):.3f} %)",
         f"  barcodes read {t.barcodes_read}/{t.barcodes_expected} of the readable ones",
         f"  grid/barcode disagreements flagged {t.mismatches_flagged}/{t.mismatches_expected}",
         f"  worst box-centre registration error {t.max_registration_mm:.3f} mm",
