@@ -124,7 +124,8 @@ def report(t: Tally, args: argparse.Namespace) -> str:
         f"{t.silent_code_errors}, versions {t.silent_version_errors}",
         f"  '?' on {t.question_marks} of {t.questions} questions read "
         f"({100 * t.question_marks / max(t.questions, 1):.3f} %); on clear questions "
-        f"(one acceptable read) {t.question_marks_clear} ({100 * t.question_marks_clear / max(t.questions, 1):.3f} %)",
+        f"(one acceptable read) {t.question_marks_clear} "
+        f"({100 * t.question_marks_clear / max(t.questions, 1):.3f} %)",
         f"  barcodes read {t.barcodes_read}/{t.barcodes_expected} of the readable ones",
         f"  grid/barcode disagreements flagged {t.mismatches_flagged}/{t.mismatches_expected}",
         f"  worst box-centre registration error {t.max_registration_mm:.3f} mm",
