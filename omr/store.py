@@ -1,0 +1,667 @@
+"""The results store: one SQLite file (WAL) holding every page a batch has read.
+
+One process writes (the batch's main process); each page is one transaction, so a
+batch killed at any moment leaves every committed page complete and nothing else,
+and re-running it resumes where it stopped.
+
+Tables (schema version `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
+
+    pages       one row per input page: UNIQUE(source, page), and one *reading* per
+                page content: UNIQUE(content_hash, page) among rows that are not
+                duplicates.  Columns: source, page, content_hash, status, flags
+                (effective), base_status / base_flags (as read and scored),
+                duplicate_of, code_number, version, responses, correct, max_points,
+                percent, passed, error_type, message, fill (box features as float16
+                bytes) with fill_shape, box_states (int8 bytes), thresholds (JSON),
+                rotation_deg, residual_mm, barcode, grid, load_ms / read_ms /
+                total_ms, run_id (the run that read it), seen_run (the last run whose
+                inputs held it), stored_at
+    superseded  rows replaced because the file at their path changed (same columns)
+    runs        one row per batch run: when, the command, and its counts
+    meta        key/value: the layout the store was made for
+
+Policies (what a re-run or an odd batch does):
+
+* **Same page again** (same path, same content hash, same page): skipped; the
+  stored row is kept as is.
+* **Same content under another path** (a file copied, a folder fed twice): not read
+  again; the page gets its own row, a copy of the first reading with status
+  ``review`` (``error`` rows stay ``error``) and the flag
+  ``duplicate_page:<first source>``, and it does not count as a second card (no
+  ``duplicate_code`` from it).
+* **A file whose content changed at the same path** (a page re-scanned into the same
+  name): the new content is read; every stored row of that path with the old content
+  moves to ``superseded``; a duplicate of the old content, if any, becomes the
+  reading of it.
+* **A file that cannot be read now** but was stored before: the stored row is kept;
+  a page that failed to open before is retried on every run.
+* **Duplicate code numbers**: every row whose code number is carried by more than
+  one card (rows that are not ``duplicate_page`` copies) gets ``duplicate_code`` and
+  status ``review``; kept up to date on every write, whichever page came first.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from omr.errors import StoreError
+from omr.pages import PageRef
+from omr.pipeline import PageOutcome
+from scoring.results import ResultRow
+
+__all__ = [
+    "DUPLICATE_CODE",
+    "DUPLICATE_PAGE",
+    "SCHEMA_VERSION",
+    "FillMatrix",
+    "PagePlan",
+    "ResultStore",
+    "StatusCounts",
+    "StoredRow",
+    "effective_status_flags",
+    "open_store",
+]
+
+SCHEMA_VERSION = 1
+#: flag on every card whose code number another card carries
+DUPLICATE_CODE = "duplicate_code"
+#: flag prefix on a page whose content was already stored under another path
+DUPLICATE_PAGE = "duplicate_page"
+
+_COLUMNS = """
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    page INTEGER NOT NULL CHECK (page >= 1),
+    content_hash TEXT,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'review', 'error')),
+    flags TEXT NOT NULL DEFAULT '',
+    base_status TEXT NOT NULL CHECK (base_status IN ('ok', 'review', 'error')),
+    base_flags TEXT NOT NULL DEFAULT '',
+    duplicate_of TEXT,
+    code_number TEXT NOT NULL DEFAULT '',
+    version TEXT NOT NULL DEFAULT '',
+    responses TEXT NOT NULL DEFAULT '',
+    correct INTEGER,
+    max_points INTEGER,
+    percent TEXT,
+    passed INTEGER,
+    error_type TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL DEFAULT '',
+    fill BLOB,
+    fill_shape TEXT,
+    box_states BLOB,
+    thresholds TEXT,
+    rotation_deg INTEGER,
+    residual_mm REAL,
+    barcode TEXT,
+    grid TEXT,
+    load_ms REAL,
+    read_ms REAL,
+    total_ms REAL,
+    run_id INTEGER,
+    seen_run INTEGER,
+    stored_at TEXT NOT NULL
+"""
+
+_SCHEMA = f"""
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    command TEXT NOT NULL DEFAULT '',
+    pages INTEGER, ok INTEGER, review INTEGER, error INTEGER, read INTEGER, skipped INTEGER,
+    elapsed_s REAL
+);
+CREATE TABLE pages ({_COLUMNS});
+CREATE UNIQUE INDEX pages_source_page ON pages (source, page);
+CREATE UNIQUE INDEX pages_content_page ON pages (content_hash, page) WHERE duplicate_of IS NULL;
+CREATE INDEX pages_code ON pages (code_number) WHERE code_number <> '';
+CREATE INDEX pages_seen ON pages (seen_run);
+CREATE TABLE superseded ({_COLUMNS.replace("PRIMARY KEY", "")}, superseded_at TEXT NOT NULL);
+"""
+
+#: pages columns written for a page, in order
+_WRITE_COLUMNS = (
+    "source", "page", "content_hash", "status", "flags", "base_status", "base_flags", "duplicate_of",
+    "code_number", "version", "responses", "correct", "max_points", "percent", "passed", "error_type",
+    "message", "fill", "fill_shape", "box_states", "thresholds", "rotation_deg", "residual_mm",
+    "barcode", "grid", "load_ms", "read_ms", "total_ms", "run_id", "seen_run", "stored_at",
+)  # fmt: skip
+_INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
+_ROW_COLUMNS = (
+    "source, page, status, code_number, version, responses, correct, max_points, percent, passed, "
+    "flags, error_type, message, content_hash, duplicate_of"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """What a batch does with a page: ``read`` it, ``skip`` it (stored), or store it as
+    an ``alias`` of the same content already stored under ``original``."""
+
+    action: str
+    original: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A stored page as exported: its results row plus the error explanation.
+
+    row : the spec §6 row (effective status and flags)
+    message : human explanation on error rows ("" otherwise)
+    error_type : exception class on error rows
+    content_hash : sha256 of the page's file ("" when it could not be read)
+    duplicate_of : first source of the same content, "" for a first reading
+    """
+
+    row: ResultRow
+    message: str = ""
+    error_type: str = ""
+    content_hash: str = ""
+    duplicate_of: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCounts:
+    """Pages per status."""
+
+    ok: int = 0
+    review: int = 0
+    error: int = 0
+
+    @property
+    def pages(self) -> int:
+        return self.ok + self.review + self.error
+
+
+@dataclass(frozen=True, slots=True)
+class FillMatrix:
+    """The stored measurements of one card.
+
+    features : (N_boxes, F) float32, box features (float16 precision) in
+        ``layout.box_centers()`` order, columns ``omr.grid.FEATURE_NAMES``
+    states : (N_boxes,) int8, 0 blank, 1 marked, 2 ambiguous
+    """
+
+    features: NDArray[np.float32]
+    states: NDArray[np.int8]
+
+
+def effective_status_flags(
+    base_status: str, base_flags: Sequence[str], duplicate_of: str | None, duplicate_code: bool
+) -> tuple[str, tuple[str, ...]]:
+    """Status and flags of a stored page once the store-wide checks are applied.
+
+    Examples
+    --------
+    >>> effective_status_flags("ok", (), None, True)
+    ('review', ('duplicate_code',))
+    >>> effective_status_flags("error", ("markers_not_found",), "a.jpg", False)
+    ('error', ('markers_not_found', 'duplicate_page:a.jpg'))
+    """
+    flags = [f for f in base_flags if f != DUPLICATE_CODE and not f.startswith(DUPLICATE_PAGE + ":")]
+    if duplicate_of:
+        flags.append(f"{DUPLICATE_PAGE}:{duplicate_of}")
+    if duplicate_code:
+        flags.append(DUPLICATE_CODE)
+    status = base_status
+    if status == "ok" and (duplicate_of or duplicate_code):
+        status = "review"
+    return status, tuple(flags)
+
+
+def _join(flags: Sequence[str]) -> str:
+    return ";".join(flags)
+
+
+def _split(flags: str) -> tuple[str, ...]:
+    return tuple(flags.split(";")) if flags else ()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def open_store(path: str | Path, *, layout_name: str | None = None) -> ResultStore:
+    """Open (creating if needed) the store at ``path``; see `ResultStore`.
+
+    Raises
+    ------
+    StoreError
+        The file is not a store, has another schema version, or was made for another
+        layout than ``layout_name``.
+    """
+    return ResultStore(path, layout_name=layout_name)
+
+
+class ResultStore:
+    """A results store on one SQLite file, used by a single writer.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.sqlite`` file; created with its schema when missing.
+    layout_name : str, optional
+        The card layout of the batch; recorded on creation, checked afterwards.
+
+    Raises
+    ------
+    StoreError
+        See `open_store`.
+    """
+
+    def __init__(self, path: str | Path, *, layout_name: str | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
+            self._init_schema(layout_name)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{self.path}: not a usable results store: {err}; give another --db") from err
+        if mode.lower() != "wal":
+            raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode!r}); use a local disk")
+
+    # -- lifecycle --------------------------------------------------------------------
+    def _init_schema(self, layout_name: str | None) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        if version == 0 and not has_tables:
+            # executescript commits any open transaction, so the script carries its own
+            script = f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+            self._db.executescript(script)
+            if layout_name:
+                with self._tx():
+                    self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+            return
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path}: store schema version {version}, this omr reads version {SCHEMA_VERSION}; "
+                "export it with the omr that wrote it, or start a new --db"
+            )
+        stored = self._db.execute("SELECT value FROM meta WHERE key='layout'").fetchone()
+        if layout_name and stored and stored[0] != layout_name:
+            raise StoreError(
+                f"{self.path}: holds cards of layout {stored[0]!r}, this batch reads {layout_name!r}; "
+                "use another --db for another card"
+            )
+        if layout_name and not stored:
+            with self._tx():
+                self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+
+    def close(self) -> None:
+        """Close the connection (committed pages are already on disk)."""
+        self._db.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- runs -------------------------------------------------------------------------
+    def begin_run(self, command: str = "") -> int:
+        """Record the start of a batch run; return its id."""
+        with self._tx():
+            cur = self._db.execute("INSERT INTO runs (started_at, command) VALUES (?, ?)", (_now(), command))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def finish_run(self, run_id: int, *, read: int, skipped: int, elapsed_s: float) -> StatusCounts:
+        """Record the end of a run with the counts of its pages; return those counts."""
+        counts = self.counts(run_id)
+        with self._tx():
+            self._db.execute(
+                "UPDATE runs SET finished_at=?, pages=?, ok=?, review=?, error=?, read=?, skipped=?, "
+                "elapsed_s=? WHERE id=?",
+                (_now(), counts.pages, counts.ok, counts.review, counts.error, read, skipped, elapsed_s,
+                 run_id),
+            )  # fmt: skip
+        return counts
+
+    # -- planning ---------------------------------------------------------------------
+    def plan(self, ref: PageRef, *, run_id: int | None = None) -> PagePlan:
+        """Decide what to do with ``ref`` given what is stored (see the module policies).
+
+        A page already stored by run ``run_id`` itself is skipped (handled once per run).
+        """
+        stored = self._db.execute(
+            "SELECT content_hash, seen_run FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
+        ).fetchone()
+        if stored is not None:
+            if run_id is not None and stored[1] == run_id:
+                return PagePlan("skip")
+            if not ref.content_hash:
+                return PagePlan("skip" if stored[0] else "read")
+            if stored[0] == ref.content_hash:
+                return PagePlan("skip")
+        if ref.content_hash:
+            original = self._db.execute(
+                "SELECT source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NULL",
+                (ref.content_hash, ref.page),
+            ).fetchone()
+            if original is not None and original[0] != ref.source:
+                return PagePlan("alias", original=original[0])
+        return PagePlan("read")
+
+    def mark_seen(self, refs: Iterable[PageRef], run_id: int) -> None:
+        """Record that ``run_id``'s inputs held these stored pages (one transaction)."""
+        with self._tx():
+            self._db.executemany(
+                "UPDATE pages SET seen_run=? WHERE source=? AND page=?",
+                ((run_id, r.source, r.page) for r in refs),
+            )
+
+    # -- writing ----------------------------------------------------------------------
+    def write_outcome(self, outcome: PageOutcome, row: ResultRow, run_id: int | None = None) -> str:
+        """Store one page atomically; return its effective status.
+
+        Parameters
+        ----------
+        outcome : PageOutcome
+            From `omr.pipeline.process_page` (fill matrix, thresholds, timings).
+        row : ResultRow
+            ``outcome.row`` after scoring.
+        run_id : int, optional
+            The run writing it (`begin_run`).
+
+        Notes
+        -----
+        Idempotent: a page already stored with the same content is left alone.
+        """
+        ref, reading, t = outcome.ref, outcome.reading, outcome.timings
+        values: dict[str, object] = {
+            "error_type": outcome.error_type,
+            "message": outcome.message,
+            "load_ms": t.load_s * 1e3,
+            "read_ms": t.read_s * 1e3,
+            "total_ms": t.total_s * 1e3,
+        }
+        if reading is not None:
+            features = np.asarray(reading.box_features, dtype=np.float16)
+            values |= {
+                "fill": features.tobytes(),
+                "fill_shape": "x".join(map(str, features.shape)),
+                "box_states": np.asarray(reading.box_states, dtype=np.int8).tobytes(),
+                "thresholds": json.dumps(asdict(reading.thresholds)),
+                "rotation_deg": int(reading.rotation_deg),
+                "residual_mm": float(reading.registration_residual_mm),
+                "barcode": reading.barcode,
+                "grid": reading.grid,
+            }
+        with self._tx():
+            return self._write(ref, row, None, values, run_id)
+
+    def write_alias(self, ref: PageRef, original: str, run_id: int | None = None) -> str:
+        """Store ``ref`` as a copy of the reading of the same content at ``original``.
+
+        Returns the effective status; raises StoreError when the original is not stored.
+        """
+        copied = [c for c in _WRITE_COLUMNS if c not in ("source", "page", "content_hash", "duplicate_of",
+                                                        "status", "flags", "run_id", "seen_run", "stored_at")]
+        with self._tx():
+            src = self._db.execute(
+                f"SELECT {', '.join(copied)} FROM pages WHERE source=? AND page=? AND content_hash=?",
+                (original, ref.page, ref.content_hash),
+            ).fetchone()
+            if src is None:
+                raise StoreError(f"{self.path}: {original} page {ref.page} is not stored; cannot copy it "
+                                 f"for {ref.source}")
+            values = dict(zip(copied, src, strict=True))
+            base = ResultRow(source=ref.source, page=ref.page, status=str(values.pop("base_status")),
+                             flags=_split(str(values.pop("base_flags"))))
+            return self._write(ref, base, original, values, run_id, scores_from=values)
+
+    def _write(
+        self,
+        ref: PageRef,
+        row: ResultRow,
+        duplicate_of: str | None,
+        values: dict[str, object],
+        run_id: int | None,
+        scores_from: dict[str, object] | None = None,
+    ) -> str:
+        """Insert one page inside the caller's transaction (superseding a changed file)."""
+        db = self._db
+        content_hash = ref.content_hash or None
+        existing = db.execute(
+            "SELECT content_hash, status FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
+        ).fetchone()
+        if existing is not None and existing[0] is not None and existing[0] == content_hash:
+            return str(existing[1])
+        if content_hash is None and existing is not None and existing[0] is not None:
+            return str(existing[1])  # cannot read it now; keep the reading of it we have
+        codes = self._supersede(ref.source, ref.page, content_hash)
+        if scores_from is None:
+            score_values: dict[str, object] = {
+                "code_number": row.code_number,
+                "version": row.version,
+                "responses": row.responses,
+                "correct": row.correct,
+                "max_points": row.max_points,
+                "percent": None if row.percent is None else str(row.percent),
+                "passed": None if row.passed is None else int(row.passed),
+            }
+        else:
+            score_values = {}
+        record = {
+            "source": ref.source,
+            "page": ref.page,
+            "content_hash": content_hash,
+            "status": row.status,
+            "flags": _join(row.flags),
+            "base_status": row.status,
+            "base_flags": _join(row.flags),
+            "duplicate_of": duplicate_of,
+            "run_id": run_id,
+            "seen_run": run_id,
+            "stored_at": _now(),
+            **score_values,
+            **values,
+        }
+        db.execute(_INSERT, tuple(record.get(c) for c in _WRITE_COLUMNS))
+        code = str(record.get("code_number") or "")
+        self._refresh(codes | ({code} if code else set()), sources=[ref.source])
+        status = db.execute(
+            "SELECT status FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
+        ).fetchone()[0]
+        return str(status)
+
+    def _supersede(self, source: str, page: int, content_hash: str | None) -> set[str]:
+        """Move rows of ``source`` with other content to ``superseded``; return their codes."""
+        db = self._db
+        if content_hash is None:
+            where, params = "source=? AND page=?", (source, page)
+        else:
+            where, params = "source=? AND content_hash IS NOT ?", (source, content_hash)
+        old = db.execute(f"SELECT id, content_hash, page, code_number, duplicate_of FROM pages WHERE {where}",
+                         params).fetchall()
+        if not old:
+            return set()
+        ids = [r[0] for r in old]
+        marks = ",".join("?" * len(ids))
+        db.execute(f"INSERT INTO superseded SELECT *, ? FROM pages WHERE id IN ({marks})", (_now(), *ids))
+        db.execute(f"DELETE FROM pages WHERE id IN ({marks})", ids)
+        codes = {r[3] for r in old if r[3]}
+        for _, old_hash, old_page, _, dup_of in old:
+            if old_hash is None or dup_of is not None:
+                continue
+            aliases = db.execute(
+                "SELECT id, source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NOT NULL "
+                "ORDER BY id",
+                (old_hash, old_page),
+            ).fetchall()
+            if aliases:  # the first copy becomes the reading of that content
+                db.execute("UPDATE pages SET duplicate_of=NULL WHERE id=?", (aliases[0][0],))
+                db.executemany("UPDATE pages SET duplicate_of=? WHERE id=?",
+                               [(aliases[0][1], a[0]) for a in aliases[1:]])
+                codes |= {c for (c,) in db.execute(
+                    "SELECT code_number FROM pages WHERE content_hash=? AND page=? AND code_number <> ''",
+                    (old_hash, old_page))}
+                self._refresh(set(), sources=[a[1] for a in aliases])
+        return codes
+
+    def _refresh(self, codes: set[str], sources: Sequence[str] = ()) -> None:
+        """Recompute effective status/flags of rows carrying ``codes`` or from ``sources``."""
+        db = self._db
+        ids: list[tuple] = []
+        for code in codes:
+            ids += db.execute(
+                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
+                "WHERE code_number=?", (code,)).fetchall()
+        for source in sources:
+            ids += db.execute(
+                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
+                "WHERE source=?", (source,)).fetchall()
+        dup_codes = self._duplicate_codes({r[4] for r in ids if r[4]})
+        self._apply(ids, dup_codes)
+
+    def _duplicate_codes(self, codes: set[str] | None) -> set[str]:
+        """Which of ``codes`` (all when None) more than one card carries."""
+        sql = ("SELECT code_number FROM pages WHERE duplicate_of IS NULL AND code_number <> '' {} "
+               "GROUP BY code_number HAVING count(*) > 1")
+        if codes is None:
+            return {c for (c,) in self._db.execute(sql.format(""))}
+        found: set[str] = set()
+        for code in codes:
+            found |= {c for (c,) in self._db.execute(sql.format("AND code_number=?"), (code,))}
+        return found
+
+    def _apply(self, rows: Iterable[tuple], dup_codes: set[str]) -> int:
+        changed = 0
+        for row_id, base_status, base_flags, duplicate_of, code, status, flags in rows:
+            new_status, new_flags = effective_status_flags(
+                base_status, _split(base_flags), duplicate_of, bool(code) and code in dup_codes
+            )
+            joined = _join(new_flags)
+            if (new_status, joined) != (status, flags):
+                self._db.execute(
+                    "UPDATE pages SET status=?, flags=? WHERE id=?", (new_status, joined, row_id)
+                )
+                changed += 1
+        return changed
+
+    def refresh_flags(self) -> int:
+        """Recompute every row's effective status and flags; return how many changed.
+
+        Writes keep them up to date already; this is the whole-store check a batch
+        runs at its end (cheap: one pass).
+        """
+        with self._tx():
+            dup_codes = self._duplicate_codes(None)
+            rows = self._db.execute(
+                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages"
+            ).fetchall()
+            return self._apply(rows, dup_codes)
+
+    # -- reading ----------------------------------------------------------------------
+    def iter_rows(self, *, run_id: int | None = None, chunk: int = 2000) -> Iterator[StoredRow]:
+        """Stored pages in (source, page) order, streamed; only ``run_id``'s when given."""
+        where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
+        cur = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM pages {where} ORDER BY source, page", params)
+        while batch := cur.fetchmany(chunk):
+            for r in batch:
+                yield _stored_row(r)
+
+    def counts(self, run_id: int | None = None) -> StatusCounts:
+        """Pages per status, in the whole store or among ``run_id``'s inputs."""
+        where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
+        got = dict(self._db.execute(f"SELECT status, count(*) FROM pages {where} GROUP BY status", params))
+        return StatusCounts(ok=got.get("ok", 0), review=got.get("review", 0), error=got.get("error", 0))
+
+    def fill_matrix(self, source: str, page: int) -> FillMatrix | None:
+        """The stored box features and states of one page (None on error rows / unknown pages)."""
+        got = self._db.execute(
+            "SELECT fill, fill_shape, box_states FROM pages WHERE source=? AND page=?", (source, page)
+        ).fetchone()
+        if got is None or got[0] is None:
+            return None
+        shape = tuple(int(n) for n in got[1].split("x"))
+        features = np.frombuffer(got[0], dtype=np.float16).reshape(shape).astype(np.float32)
+        return FillMatrix(features=features, states=np.frombuffer(got[2], dtype=np.int8).copy())
+
+    def thresholds_json(self, source: str, page: int) -> dict | None:
+        """The thresholds a stored page was read with, as a dict (None on error rows)."""
+        got = self._db.execute(
+            "SELECT thresholds FROM pages WHERE source=? AND page=?", (source, page)
+        ).fetchone()
+        return None if got is None or got[0] is None else json.loads(got[0])
+
+    def update_scores(self, rows: Iterable[ResultRow], *, chunk: int = 5000) -> int:
+        """Write the score fields of ``rows`` (matched by source and page); return rows updated.
+
+        Status and flags are left as they are (re-scoring keeps them); commits every
+        ``chunk`` rows.
+        """
+        updated = 0
+        pending: list[tuple] = []
+
+        def flush() -> None:
+            nonlocal updated
+            with self._tx():
+                for params in pending:
+                    updated += self._db.execute(
+                        "UPDATE pages SET correct=?, max_points=?, percent=?, passed=? "
+                        "WHERE source=? AND page=?",
+                        params,
+                    ).rowcount
+            pending.clear()
+
+        for r in rows:
+            pending.append((r.correct, r.max_points, None if r.percent is None else str(r.percent),
+                            None if r.passed is None else int(r.passed), r.source, r.page))
+            if len(pending) >= chunk:
+                flush()
+        if pending:
+            flush()
+        return updated
+
+
+def _stored_row(r: tuple) -> StoredRow:
+    (source, page, status, code, version, responses, correct, max_points, percent, passed, flags,
+     error_type, message, content_hash, duplicate_of) = r  # fmt: skip
+    row = ResultRow(
+        source=source,
+        page=page,
+        status=status,
+        code_number=code,
+        version=version,
+        responses=responses,
+        flags=_split(flags),
+        correct=correct,
+        max_points=max_points,
+        percent=None if percent is None else Decimal(percent),
+        passed=None if passed is None else bool(passed),
+    )
+    return StoredRow(row=row, message=message, error_type=error_type, content_hash=content_hash or "",
+                     duplicate_of=duplicate_of or "")
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,218 @@
+import sqlite3
+from dataclasses import replace
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from calibration import MarkThresholds
+from omr.errors import StoreError
+from omr.pages import PageRef
+from omr.pipeline import PageOutcome, PageTimings
+from omr.reader import CardReading
+from omr.store import SCHEMA_VERSION, ResultStore, effective_status_flags, open_store
+from scoring.results import ResultRow
+
+
+def ref(source: str, content: str = "h1", page: int = 1) -> PageRef:
+    return PageRef(source=source, page=page, path="/abs/" + source, content_hash=content, kind="jpeg")
+
+
+def outcome(r: PageRef, code: str = "123456782", status: str = "ok", flags=(), seed: int = 0) -> PageOutcome:
+    timings = PageTimings(0.01, 0.02, 0.03)
+    if status == "error":
+        row = ResultRow(source=r.source, page=r.page, status="error", flags=flags or ("markers_not_found",))
+        return PageOutcome(r, row, None, timings, "MarkerNotFoundError", "no markers in " + r.source)
+    rng = np.random.default_rng(seed)
+    reading = CardReading(
+        responses="AB-*?", code_number=code, version="A", flags=tuple(flags), needs_review=status == "review",
+        box_features=rng.random((7, 3), dtype=np.float32), box_states=rng.integers(0, 3, 7).astype(np.int8),
+        homography=np.eye(3), rotation_deg=180, thresholds=MarkThresholds(source="card"), barcode=code,
+        grid=code, registration_residual_mm=0.05,
+    )
+    row = ResultRow(source=r.source, page=r.page, status=status, code_number=code, version="A",
+                    responses="AB-*?", flags=tuple(flags))
+    return PageOutcome(r, row, reading, timings)
+
+
+def scored(row: ResultRow, correct: int = 2) -> ResultRow:
+    if row.status == "error":
+        return row
+    return replace(row, correct=correct, max_points=5, percent=Decimal("40.00"), passed=False)
+
+
+def put(store: ResultStore, r: PageRef, run: int | None = None, **kw) -> str:
+    o = outcome(r, **kw)
+    return store.write_outcome(o, scored(o.row), run)
+
+
+def rows(store: ResultStore, run_id=None) -> dict[str, ResultRow]:
+    return {f"{s.row.source}#{s.row.page}": s.row for s in store.iter_rows(run_id=run_id)}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(tmp_path / "r.sqlite", layout_name="lek-ldek-v1") as s:
+        yield s
+
+
+def test_new_store_is_wal_with_a_versioned_schema(tmp_path, store):
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {
+        "pages", "superseded", "runs", "meta"}
+
+
+def test_a_page_round_trips_with_its_measurements(store):
+    r = ref("a.jpg")
+    o = outcome(r, seed=4)
+    assert store.write_outcome(o, scored(o.row), None) == "ok"
+    (got,) = store.iter_rows()
+    assert got.row == scored(o.row)
+    assert got.content_hash == "h1" and got.message == ""
+    fill = store.fill_matrix("a.jpg", 1)
+    np.testing.assert_allclose(fill.features, o.reading.box_features, atol=1e-3)
+    assert fill.features.dtype == np.float32
+    np.testing.assert_array_equal(fill.states, o.reading.box_states)
+    assert store.thresholds_json("a.jpg", 1)["source"] == "card"
+    assert store.fill_matrix("nope.jpg", 1) is None
+
+
+def test_error_rows_keep_the_message_and_no_scores(store):
+    put(store, ref("bad.jpg"), status="error")
+    (got,) = store.iter_rows()
+    assert got.row.status == "error" and got.row.flags == ("markers_not_found",)
+    assert got.row.correct is None and got.row.percent is None and got.row.passed is None
+    assert got.message == "no markers in bad.jpg" and got.error_type == "MarkerNotFoundError"
+    assert store.fill_matrix("bad.jpg", 1) is None
+
+
+def test_plan_skips_stored_pages_and_aliases_copies(store):
+    put(store, ref("a.jpg", "h1"))
+    assert store.plan(ref("a.jpg", "h1")).action == "skip"
+    assert store.plan(ref("a.jpg", "h1", page=2)).action == "read"
+    assert store.plan(ref("b.jpg", "h2")).action == "read"
+    plan = store.plan(ref("copy.jpg", "h1"))
+    assert (plan.action, plan.original) == ("alias", "a.jpg")
+    assert store.plan(ref("a.jpg", "changed")).action == "read"
+
+
+def test_writing_the_same_page_twice_is_idempotent(store):
+    put(store, ref("a.jpg"))
+    put(store, ref("a.jpg"), code="000000000")
+    (got,) = store.iter_rows()
+    assert got.row.code_number == "123456782"
+
+
+def test_a_copy_under_another_path_is_a_review_row_not_a_second_card(store):
+    put(store, ref("a.jpg", "h1"), code="111111116")
+    assert store.write_alias(ref("copy.jpg", "h1"), "a.jpg") == "review"
+    got = rows(store)
+    assert got["a.jpg#1"].status == "ok" and got["a.jpg#1"].flags == ()
+    copy = got["copy.jpg#1"]
+    assert copy.flags == ("duplicate_page:a.jpg",) and copy.status == "review"
+    assert (copy.responses, copy.code_number, copy.correct) == ("AB-*?", "111111116", 2)
+    with pytest.raises(StoreError, match="other.jpg page 1 is not stored"):
+        store.write_alias(ref("x.jpg", "h9"), "other.jpg")
+
+
+def test_duplicate_code_numbers_flag_every_card_that_carries_them(store):
+    put(store, ref("a.jpg", "h1"), code="111111116")
+    put(store, ref("b.jpg", "h2"), code="222222224", status="review", flags=("ambiguous:3",))
+    assert put(store, ref("c.jpg", "h3"), code="111111116") == "review"
+    put(store, ref("d.jpg", "h4"), code="222222224")
+    store.write_alias(ref("e.jpg", "h1"), "a.jpg")
+    got = rows(store)
+    assert got["a.jpg#1"].flags == ("duplicate_code",) and got["a.jpg#1"].status == "review"
+    assert got["c.jpg#1"].flags == ("duplicate_code",)
+    assert got["b.jpg#1"].flags == ("ambiguous:3", "duplicate_code")
+    assert got["d.jpg#1"].flags == ("duplicate_code",)
+    assert got["e.jpg#1"].flags == ("duplicate_page:a.jpg", "duplicate_code")
+    assert store.refresh_flags() == 0  # writes kept them up to date
+
+
+def test_a_changed_file_supersedes_its_old_rows(store, tmp_path):
+    put(store, ref("a.tif", "old", page=1), code="111111116")
+    put(store, ref("a.tif", "old", page=2), code="222222224")
+    put(store, ref("b.jpg", "hb"), code="111111116")
+    assert rows(store)["b.jpg#1"].flags == ("duplicate_code",)
+    put(store, ref("a.tif", "new", page=1), code="333333332")
+    got = rows(store)
+    assert set(got) == {"a.tif#1", "b.jpg#1"}
+    assert got["a.tif#1"].code_number == "333333332"
+    assert got["b.jpg#1"].flags == () and got["b.jpg#1"].status == "ok"
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    assert sorted(db.execute("SELECT page, content_hash FROM superseded")) == [(1, "old"), (2, "old")]
+
+
+def test_a_copy_takes_over_when_the_first_path_changes(store):
+    put(store, ref("a.jpg", "h1"))
+    store.write_alias(ref("b.jpg", "h1"), "a.jpg")
+    store.write_alias(ref("c.jpg", "h1"), "a.jpg")
+    put(store, ref("a.jpg", "h2"), code="999999998")
+    got = rows(store)
+    assert got["b.jpg#1"].flags == () and got["b.jpg#1"].status == "ok"
+    assert got["c.jpg#1"].flags == ("duplicate_page:b.jpg",)
+    assert store.plan(ref("d.jpg", "h1")).original == "b.jpg"
+
+
+def test_a_file_missing_now_keeps_its_stored_reading_and_failures_are_retried(store):
+    put(store, ref("a.jpg", "h1"))
+    assert store.plan(ref("a.jpg", "")).action == "skip"
+    missing = ref("gone.jpg", "")
+    put(store, missing, status="error", flags=("image_unreadable",))
+    assert store.plan(missing).action == "read"
+    put(store, missing, status="error", flags=("image_unreadable",))
+    assert len(rows(store)) == 2
+    put(store, ref("gone.jpg", "h5"), code="555555556")
+    assert rows(store)["gone.jpg#1"].status == "ok"
+
+
+def test_runs_see_their_pages_once(store):
+    run1 = store.begin_run("scan a")
+    put(store, ref("a.jpg", "h1"), run=run1)
+    put(store, ref("b.jpg", "h2"), run=run1, status="error")
+    assert store.plan(ref("a.jpg", "h1"), run_id=run1).action == "skip"
+    counts = store.finish_run(run1, read=2, skipped=0, elapsed_s=0.1)
+    assert (counts.pages, counts.ok, counts.error) == (2, 1, 1)
+    run2 = store.begin_run("scan b")
+    store.mark_seen([ref("b.jpg", "h2")], run2)
+    put(store, ref("c.jpg", "h3"), run=run2)
+    assert set(rows(store, run_id=run2)) == {"b.jpg#1", "c.jpg#1"}
+    assert store.counts().pages == 3
+
+
+def test_update_scores_rewrites_scores_only(store):
+    put(store, ref("a.jpg"), status="review", flags=("ambiguous:5",))
+    (old,) = [s.row for s in store.iter_rows()]
+    new = replace(old, correct=5, percent=Decimal("100.00"), passed=True, status="ok", flags=())
+    assert store.update_scores([new]) == 1
+    (got,) = [s.row for s in store.iter_rows()]
+    assert (got.correct, got.percent, got.passed) == (5, Decimal("100.00"), True)
+    assert (got.status, got.flags) == ("review", ("ambiguous:5",))
+
+
+def test_effective_status_flags():
+    assert effective_status_flags("ok", ("rotated:180",), None, False) == ("ok", ("rotated:180",))
+    assert effective_status_flags("ok", (), "x.jpg", True) == (
+        "review", ("duplicate_page:x.jpg", "duplicate_code"))
+    assert effective_status_flags("review", ("duplicate_code", "a"), None, False) == ("review", ("a",))
+
+
+def test_unusable_files_raise_store_error(tmp_path):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="junk.sqlite: not a usable results store"):
+        open_store(junk)
+    future = tmp_path / "future.sqlite"
+    db = sqlite3.connect(future)
+    db.execute("CREATE TABLE pages (x)")
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=r"schema version 99, this omr reads version 1; .*new --db"):
+        open_store(future)
+    open_store(tmp_path / "l.sqlite", layout_name="lek-ldek-v1").close()
+    with pytest.raises(StoreError, match="holds cards of layout 'lek-ldek-v1', this batch reads 'other'"):
+        open_store(tmp_path / "l.sqlite", layout_name="other")
