@@ -469,5 +469,6 @@ def render_pdf(
         gray = render_card(layout, code, dpi=dpi, style=style, blank=blank)
         # dithering keeps the letters light grey; a plain threshold would print them black
         pages.append(Image.fromarray(gray).convert("1", dither=Image.Dither.FLOYDSTEINBERG))
-    pages[0].save(path, format="PDF", save_all=True, append_images=pages[1:], resolution=dpi)
+    pages[0].save(path, format="PDF", save_all=True, append_images=pages[1:], resolution=dpi,
+                  creationDate=None, modDate=None)  # no dates: same cards, same bytes
     return path

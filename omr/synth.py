@@ -1216,8 +1216,9 @@ def write_pages(path: str | Path, cards: Sequence[SynthCard]) -> Path:
         quality = qualities.pop() if qualities else 90
         pages = [_pil(c.scan if c.scan is not None else c.image, b)
                  for c, b in zip(cards, bitonal, strict=True)]
+        # no creation/modification dates: same cards, same bytes
         pages[0].save(path, format="PDF", save_all=True, append_images=pages[1:],
-                      resolution=dpi, quality=quality)
+                      resolution=dpi, quality=quality, creationDate=None, modDate=None)
         return path
     raise ValueError(f"{path}: unknown image format {suffix!r}; use .jpg, .png, .tiff or .pdf")
 
@@ -1327,5 +1328,7 @@ def write_dataset(
         written.append(path)
         i += count
         file_no += 1
-    (out / "truth.json").write_text(json.dumps(truths, indent=1) + "\n", encoding="utf-8")
+    # one page record per line: greppable and diffable, without a line per coordinate
+    lines = ",\n".join(json.dumps(t, separators=(",", ":")) for t in truths)
+    (out / "truth.json").write_text(f"[\n{lines}\n]\n", encoding="utf-8")
     return written
