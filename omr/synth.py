@@ -40,8 +40,10 @@ Truth record (one per page, JSON-ready)::
     grid_code               what the grid holds: one char per column (a digit, or the
                             column's single acceptable char, else "?"); null when empty
     grid_acceptable         per column, its acceptable chars
-    barcode_readable        whether a competent reader should decode the barcode
-                            (False only for a ``covered`` label)
+    barcode_readable        whether a competent reader should decode the barcode:
+                            False only for a ``covered`` label.  A belief: with heavy
+                            scan damage zbar also misses some ``stroke``/``smudge``
+                            labels (about 1 in 5 in a 40-card check), none undamaged
     version                 the marked version letter, null when none, "*" when two
     acceptable              per question, a string of acceptable chars, e.g. "B?"
     expected_flags          flags the reader must raise (vocabulary of omr.decode:
@@ -54,7 +56,8 @@ Truth record (one per page, JSON-ready)::
     dpi, image_size         resolution and ``[width, height]`` of the final image
     rotation_deg            how far the printed page is turned in the image (0/90/180/270
                             plus the skew), clockwise
-    damage                  the `ScanDamage` fields, spec                 the spec summary
+    damage                  the `ScanDamage` fields
+    spec                    a summary of the `CardSpec` (patterns, styles, grid mode ...)
 
 Pixel positions follow `omr.render`: a point at x mm is at pixel ``x * dpi / 25.4 - 0.5``
 before the scanner's geometry; ``mm_to_px`` includes that.  For PDF pages the pixel
