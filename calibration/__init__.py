@@ -1,5 +1,5 @@
 """Mark thresholds learned from the fill distribution of a card or a batch."""
 
-from calibration.thresholds import MarkThresholds, load_thresholds, save_thresholds
+from calibration.thresholds import MarkThresholds, bitonal_thresholds, load_thresholds, save_thresholds
 
-__all__ = ["MarkThresholds", "load_thresholds", "save_thresholds"]
+__all__ = ["MarkThresholds", "bitonal_thresholds", "load_thresholds", "save_thresholds"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omr.errors import OmrError
 
-__all__ = ["MarkThresholds", "load_thresholds", "save_thresholds"]
+__all__ = ["MarkThresholds", "bitonal_thresholds", "load_thresholds", "save_thresholds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +41,31 @@ class MarkThresholds:
     stroke_blank: float = 0.15
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
-    peak_mark: float = 0.42
+    peak_mark: float = 0.50
     half_asymmetry: float = 0.60
     half_fill_max: float = 0.50
     source: str = "default"
+
+
+def bitonal_thresholds() -> MarkThresholds:
+    """Levels for a 1-bit scan, where only the share of black pixels is evidence.
+
+    Thresholding destroys what tells a faint stroke or an erasure residue from a pen
+    line (their darkness): a faint pencil line comes out as black as a pen line, a
+    residue as black speckles.  So only a box mostly black is marked, only a clean one
+    blank, and everything between -- crosses included -- goes to review.
+    """
+    return MarkThresholds(
+        fill_blank=0.04,
+        fill_mark=0.55,
+        ink_blank=0.04,
+        ink_mark=0.55,
+        stroke_blank=2.0,  # never blocks "blank": no stroke evidence on a 1-bit scan
+        stroke_mark=2.0,  # never marks by strokes alone
+        peak_blank=2.0,
+        peak_mark=2.0,
+        source="bitonal",
+    )
 
 
 def save_thresholds(thresholds: MarkThresholds, path: str | Path) -> None:

@@ -77,7 +77,7 @@ def decode_barcode(
     """Decode the Code 128 code number, first in its box, then on the whole page.
 
     The box (plus a margin) is warped upright through the page homography at
-    4–10 px/mm, which is what makes the common case cheap (MEASURED.md: ~6 ms
+    4–5 px/mm, which is what makes the common case cheap (MEASURED.md: ~6 ms
     instead of ~220 ms for the whole page).  Returns None when nothing decodes.
 
     Raises
@@ -93,7 +93,8 @@ def decode_barcode(
     x0, y0, x1, y1 = layout.barcode.box_mm
     margin = 3.0
     x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
-    rate = float(np.clip(px_per_mm, 4.0, 10.0))
+    # ~0.7 mm modules: 5 px/mm gives zbar 3-4 px a module, and a 4x smaller image than 10
+    rate = float(np.clip(px_per_mm, 4.0, 5.0))
     out_w, out_h = int(round((x1 - x0) * rate)), int(round((y1 - y0) * rate))
     # output pixel (u, v) centre -> layout mm -> image px
     to_mm = np.array([[1 / rate, 0, x0 + 0.5 / rate], [0, 1 / rate, y0 + 0.5 / rate], [0, 0, 1]])

@@ -5,7 +5,7 @@ are pixels ``(x, y)`` with the centre of pixel ``[row, col]`` at ``(col, row)``.
 
 How a page is registered::
 
-    gray page ──pyrDown──► work image (long side 850–1700 px)
+    gray page ──pyrDown──► work image (long side 425–850 px)
         │                      │ Otsu → dark blobs → square, solid ones = candidates
         │                      │ best 4 of them forming the marker rectangle (190 × 277)
         │                      ▼
@@ -45,7 +45,7 @@ __all__ = [
 class DetectParams:
     """Tuning of the marker search (units in the names)."""
 
-    work_long_side_px: int = 850
+    work_long_side_px: int = 425
     max_marker_aspect: float = 1.25
     min_marker_solidity: float = 0.80
     max_candidates: int = 14
@@ -145,7 +145,8 @@ def register_page(
         rough = _find_marker_quad(small, layout, params) * factor
     except MarkerNotFoundError:
         # say "blank" when there is next to no ink at all: the operator's fix differs
-        sample = small[::2, ::2]
+        step = max(1, min(gray.shape) // 400)
+        sample = gray[::step, ::step]  # subsampled, not averaged: a noisy photo is not blank
         paper = float(np.percentile(sample, 90))
         ink_share = float(np.mean(sample < paper - params.min_paper_contrast_u8))
         if ink_share < 0.001:
@@ -172,8 +173,11 @@ def _find_marker_quad(
     bw, bh, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
     # cheap vectorised pre-filter; a square turned by 15 degrees still fills 62% of its
     # bounding box (minus the hole), so these bounds only drop what cannot be a marker
+    # the page fills at least ~60% of the scan's long side: bounds on a marker's area
+    long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
+    min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm
     loose = (
-        (area >= 25)
+        (area >= max(12.0, 0.5 * min_side**2))
         & (np.maximum(bw, bh) <= 1.6 * np.minimum(bw, bh))
         & (area >= 0.45 * bw * bh)
         & (np.maximum(bw, bh) < max(work.shape) / 8)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from calibration import MarkThresholds
+from calibration import MarkThresholds, bitonal_thresholds
 from calibration.learn import calibrate_card
 from omr.decode import (
     CODE_REVIEW_FLAGS,
@@ -48,7 +48,7 @@ MIN_PART_OUTLINE_RATIO = 0.6
 #: likewise one question (measured: aligned >= 0.9, 2.5 mm off <= 0.25 of the card's median)
 MIN_QUESTION_OUTLINE_RATIO = 0.4
 #: flags that explain but do not send a card to review
-INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page"})
+INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page", "bitonal", "rotated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,10 @@ def read_card(
     measured = measure_card(gray, layout, grid=grid, detect_params=detect_params)
     features, registration = measured.features, measured.registration
     slices = layout.box_slices()
-    if thresholds is None:
+    bitonal = is_bitonal(gray)
+    if bitonal:
+        thresholds = bitonal_thresholds()  # batch levels learned on grey scans do not apply
+    elif thresholds is None:
         thresholds = calibrate_card(features[slices["answers"]])
     states = classify_boxes(features, thresholds)
 
@@ -153,6 +156,8 @@ def read_card(
     flags.extend(version_flags)
     if registration.rotation_deg:
         flags.append(f"rotated:{registration.rotation_deg}")
+    if bitonal:
+        flags.append("bitonal")
     needs_review = (
         bool(ambiguous.size)
         or bool(version_flags)
@@ -191,6 +196,13 @@ class CardMeasurement:
     registration: Registration
     outline: NDArray[np.float32]
     flags: tuple[str, ...]
+
+
+def is_bitonal(gray: NDArray[np.uint8], max_grey_share: float = 0.02) -> bool:
+    """True for a 1-bit scan (black and white only, perhaps lightly compressed)."""
+    step = max(1, min(gray.shape) // 300)
+    sample = gray[::step, ::step]
+    return float(np.mean((sample > 40) & (sample < 215))) < max_grey_share
 
 
 def measure_card(
