@@ -132,3 +132,35 @@ def test_rows_shifted_by_a_fold_are_not_read_silently(card200):
     for q in range(10, 15):
         assert reading.responses[q - 1] in ("?", ANSWERS[q - 1]), q
     assert any(f.startswith("misplaced:") for f in reading.flags)
+
+
+def test_bitonal_scan_reads_fills_and_sends_doubt_to_review(card200):
+    from omr.reader import is_bitonal
+    from tests.omr.reader_helpers import fill_box
+
+    page = card200.copy()
+    centers = LAYOUT.answers.centers()
+    # question 1: a residue of an erasure next to the real answer; 1-bit turns it to specks
+    rng = np.random.default_rng(0)
+    residue = page.copy()
+    fill_box(residue, centers[0, (LAYOUT.options.index(ANSWERS[0]) + 1) % 5], 200, value=120, style="residue")
+    speckle = rng.random(page.shape) < 0.35
+    page = np.where(speckle & (residue < page), residue, page)
+    one_bit = np.where(page < 160, 0, 255).astype(np.uint8)
+    assert is_bitonal(one_bit) and not is_bitonal(card200)
+    reading = read_card(one_bit, LAYOUT)
+    assert "bitonal" in reading.flags
+    assert reading.responses[0] in ("?", ANSWERS[0])
+    assert all(r == a for r, a in zip(reading.responses[1:], ANSWERS[1:], strict=True))
+
+
+def test_faint_line_is_not_a_mark():
+    img = marked_card(LAYOUT, "-" * 200, dpi=200)
+    s = 200 / 25.4
+    for q in range(10):
+        x, y = LAYOUT.answers.centers()[q, 2]
+        p0 = (int((x - 1.4) * s), int((y + 0.9) * s))
+        p1 = (int((x + 1.4) * s), int((y - 0.9) * s))
+        cv2.line(img, p0, p1, 175, max(1, int(0.3 * s)))  # one light pencil stroke
+    reading = read_card(cv2.GaussianBlur(img, (0, 0), 0.8), LAYOUT)
+    assert set(reading.responses[:10]) <= {"-", "?"}
