@@ -269,6 +269,154 @@ def synth(count: int, seed: int, out: str, formats: tuple[str, ...], damage: str
     click.echo(f"{count} cards in {len(files)} files; truth in {Path(out) / 'truth.json'}")
 
 
+# -- batches: scan into the results store, export it ------------------------------------
+
+
+def _check_inputs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """INPUT: each must exist or be a glob pattern matching something."""
+    import glob
+    import os
+
+    def found(item: str) -> bool:
+        if os.path.exists(item):
+            return True
+        return any(c in item for c in "*?[") and next(glob.iglob(item, recursive=True), None) is not None
+
+    missing = [item for item in value if not found(item)]
+    if missing:
+        raise click.BadParameter(
+            f"{', '.join(missing)}: no such file or folder, and no file matches; check the path",
+            ctx=ctx, param=param,
+        )
+    return value
+
+
+def _default_workers() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _write_results(rows_of: object, out: str | None, jsonl_path: str | None) -> None:
+    """Write the stored rows as the spec §6 CSV and/or JSON Lines (streamed from the store)."""
+    from scoring.export import write_csv, write_jsonl
+
+    assert callable(rows_of)
+    if out:
+        write_csv(rows_of(), out)
+    if jsonl_path:
+        write_jsonl(rows_of(), jsonl_path)
+
+
+@cli.command()
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, callback=_check_inputs)
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="Answer key JSON (spec §4).")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="Results CSV (spec §6), one row per input page.")
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
+              help="Also write the rows as JSON Lines.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False),
+              help="SQLite results store (created if missing). Running a batch again skips the pages "
+                   "already stored, so a killed batch resumes where it stopped.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes on this machine; 1 reads in-process.  [default: all cores]")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Run the pages on this Dask scheduler's workers instead of local processes.")
+@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
+              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False),
+              help="Thresholds from 'omr calibrate' (default: learned from each card).")
+@click.option("--progress/--no-progress", default=None,
+              help="Show a progress bar.  [default: when stderr is a terminal]")
+@click.pass_context
+def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | None,
+         jsonl_path: str | None, db_path: str | None, workers: int | None, scheduler: str | None,
+         layout_path: str | None, thresholds_path: str | None, progress: bool | None) -> None:
+    """Read and score every page of INPUT... (files, folders, globs): one row per page.
+
+    JPEG, PNG, TIFF (multi-page) and PDF (multi-page); one page is one card.  A page
+    that cannot be read is an 'error' row saying why; the batch goes on.  Exit code 1
+    when any page is an error.
+    """
+    import functools
+    import json
+    import tempfile
+
+    from tqdm import tqdm
+
+    from calibration import load_thresholds
+    from omr.batch import PageEvent, run_batch
+    from omr.layout import load_layout
+    from omr.pages import count_sources, iter_pages
+    from omr.store import open_store
+    from scoring import load_key, score_rows
+
+    if not (out or jsonl_path or db_path):
+        raise click.UsageError("nothing to write: give --out, --jsonl or --db")
+    layout = load_layout(layout_path)
+    key = load_key(key_path)
+    thresholds = load_thresholds(thresholds_path) if thresholds_path else None
+    show = sys.stderr.isatty() if progress is None else progress
+    with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
+            open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name) as store:
+        bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
+                   file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
+        counts = {"ok": 0, "review": 0, "error": 0, "skipped": 0}
+
+        def refs():  # grow the bar's total when a multi-page file shows up
+            for ref in iter_pages(inputs):
+                if ref.page == 1 and ref.pages > 1 and show:
+                    bar.total += ref.pages - 1
+                yield ref
+
+        def on_page(event: PageEvent) -> None:
+            counts[event.status if event.action != "skip" else "skipped"] += 1
+            bar.set_postfix(counts, refresh=False)
+            bar.update()
+
+        try:
+            summary = run_batch(
+                refs(), store, layout, score=functools.partial(score_rows, key=key),
+                thresholds=thresholds, workers=workers or _default_workers(), scheduler=scheduler,
+                on_page=on_page, command="scan " + json.dumps(ctx.params, default=str),
+            )
+        finally:
+            bar.close()
+        _write_results(lambda: (s.row for s in store.iter_rows(run_id=summary.run_id)), out, jsonl_path)
+    rate = summary.pages / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+    click.echo(
+        f"scanned {summary.pages} pages in {summary.elapsed_s:.1f} s ({rate:.1f} pages/s): "
+        f"ok {summary.ok}, review {summary.review}, error {summary.error} "
+        f"(read {summary.read}, copies {summary.aliased}, already stored {summary.skipped})"
+    )
+    if summary.error:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="Results store written by 'omr scan --db'.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Results CSV (spec §6).")
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False), help="Results as JSON Lines.")
+@click.option("--run", "run_id", type=click.IntRange(min=1),
+              help="Only the pages of this scan run (the store's runs table).  [default: every page]")
+def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | None) -> None:
+    """Write the spec §6 results of every page in a results store."""
+    from omr.store import open_store
+
+    if not (out or jsonl_path):
+        raise click.UsageError("nothing to write: give --out and/or --jsonl")
+    with open_store(db_path) as store:
+        _write_results(lambda: (s.row for s in store.iter_rows(run_id=run_id)), out, jsonl_path)
+        counts = store.counts(run_id)
+    click.echo(f"exported {counts.pages} pages (ok {counts.ok}, review {counts.review}, "
+               f"error {counts.error}) to {', '.join(p for p in (out, jsonl_path) if p)}")
+
+
 def main() -> None:
     """Console-script entry point: prints `OmrError`s once, as ``error: Kind: message``."""
     try:
