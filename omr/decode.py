@@ -63,7 +63,7 @@ class BarcodeRead:
 
     data: str
     symbology: str
-    where: str  # "box" (the layout's barcode box) or "page" (whole-page fallback)
+    where: str  # "box" (the layout's barcode box) or "header" (the band above the answers)
 
 
 def decode_barcode(
@@ -72,13 +72,15 @@ def decode_barcode(
     layout: CardLayout,
     px_per_mm: float,
     *,
-    search_page: bool = True,
+    search_header: bool = True,
 ) -> BarcodeRead | None:
-    """Decode the Code 128 code number, first in its box, then on the whole page.
+    """Decode the Code 128 code number in its box, else anywhere in the card's header.
 
-    The box (plus a margin) is warped upright through the page homography at
-    4–5 px/mm, which is what makes the common case cheap (MEASURED.md: ~6 ms
-    instead of ~220 ms for the whole page).  Returns None when nothing decodes.
+    Regions are warped upright through the page homography at 4–5 px/mm (modules
+    are ~0.7 mm: 3–4 px each), which is what keeps this cheap: MEASURED.md gives
+    ~6 ms for the box against ~220 ms for pyzbar on a whole 300 DPI page.  The
+    fallback is the band above the answer grid, where a label stuck off its box
+    still lies, at the same low resolution.  Returns None when nothing decodes.
 
     Raises
     ------
@@ -90,28 +92,37 @@ def decode_barcode(
     except ImportError as err:  # pyzbar raises ImportError when libzbar is absent
         raise BarcodeError(f"libzbar not found ({err}); install it: apt-get install libzbar0") from err
     symbols = [pyzbar.ZBarSymbol.CODE128]
+    rate = float(np.clip(px_per_mm, 4.0, 5.0))
     x0, y0, x1, y1 = layout.barcode.box_mm
     margin = 3.0
-    x0, y0, x1, y1 = x0 - margin, y0 - margin, x1 + margin, y1 + margin
-    # ~0.7 mm modules: 5 px/mm gives zbar 3-4 px a module, and a 4x smaller image than 10
-    rate = float(np.clip(px_per_mm, 4.0, 5.0))
+    regions = [("box", (x0 - margin, y0 - margin, x1 + margin, y1 + margin))]
+    if search_header:
+        top_of_answers = float(layout.answers.centers()[..., 1].min()) - layout.bubble.height_mm
+        regions.append(("header", (0.0, 0.0, layout.page_width_mm, max(y1 + margin, top_of_answers))))
+    for where, rect in regions:
+        region = _warp_region(gray, homography, rect, rate)
+        for candidate in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
+            found = _first_code(pyzbar.decode(candidate, symbols=symbols), where)
+            if found:
+                return found
+    return None
+
+
+def _warp_region(
+    gray: NDArray[np.uint8], homography: NDArray[np.float64], rect_mm: tuple[float, ...], rate: float
+) -> NDArray[np.uint8]:
+    """The layout rectangle ``[x0, y0, x1, y1]`` mm cut out upright at ``rate`` px/mm."""
+    x0, y0, x1, y1 = rect_mm
     out_w, out_h = int(round((x1 - x0) * rate)), int(round((y1 - y0) * rate))
     # output pixel (u, v) centre -> layout mm -> image px
     to_mm = np.array([[1 / rate, 0, x0 + 0.5 / rate], [0, 1 / rate, y0 + 0.5 / rate], [0, 0, 1]])
-    box = cv2.warpPerspective(
+    return cv2.warpPerspective(
         gray,
         homography @ to_mm,
         (out_w, out_h),
-        flags=cv2.INTER_AREA | cv2.WARP_INVERSE_MAP,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderValue=255,
     )
-    for candidate in (box, cv2.threshold(box, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
-        found = _first_code(pyzbar.decode(candidate, symbols=symbols), "box")
-        if found:
-            return found
-    if search_page:
-        return _first_code(pyzbar.decode(gray, symbols=symbols), "page")
-    return None
 
 
 def _first_code(decoded: list[Any], where: str) -> BarcodeRead | None:

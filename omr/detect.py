@@ -5,7 +5,7 @@ are pixels ``(x, y)`` with the centre of pixel ``[row, col]`` at ``(col, row)``.
 
 How a page is registered::
 
-    gray page ──pyrDown──► work image (long side 425–850 px)
+    gray page ──1/f resize──► work image (long side 700–1400 px)
         │                      │ Otsu → dark blobs → square, solid ones = candidates
         │                      │ best 4 of them forming the marker rectangle (190 × 277)
         │                      ▼
@@ -38,6 +38,8 @@ __all__ = [
     "make_work_image",
     "project_points",
     "register_page",
+    "to_page_px",
+    "to_work_px",
 ]
 
 
@@ -45,7 +47,7 @@ __all__ = [
 class DetectParams:
     """Tuning of the marker search (units in the names)."""
 
-    work_long_side_px: int = 425
+    work_long_side_px: int = 700
     max_marker_aspect: float = 1.25
     min_marker_solidity: float = 0.80
     max_candidates: int = 14
@@ -93,17 +95,29 @@ def project_points(homography: NDArray[np.float64], points: NDArray[np.float64])
 
 
 def make_work_image(gray: NDArray[np.uint8], min_long_side_px: int) -> tuple[NDArray[np.uint8], int]:
-    """The page halved (Gaussian pyramid) while its long side stays >= ``min_long_side_px``.
+    """The page shrunk by an integer factor ``f`` so its long side stays >= ``min_long_side_px``.
 
-    Returns the small image and the factor ``f`` (a power of two): the small
-    image's pixel ``(x, y)`` is the page's pixel ``(f*x, f*y)``.  ``pyrDown`` is
-    ~5x faster than an INTER_AREA resize and smooths noise the same way.
+    Returns the small image and ``f``.  The small image's pixel ``(x, y)`` covers the
+    page's pixels around ``(f*x + (f-1)/2, f*y + (f-1)/2)`` (`to_page_px`).  A linear
+    resize to 1/f followed by a 3x3 box blur costs ~0.5 ms at 300 DPI (INTER_AREA
+    ~4 ms, a Gaussian pyramid ~5 ms) and smooths noise enough for markers and paper.
     """
-    work, factor = gray, 1
-    while max(work.shape) // 2 >= min_long_side_px:
-        work = cv2.pyrDown(work)
-        factor *= 2
-    return work, factor
+    h, w = gray.shape
+    factor = max(1, max(h, w) // min_long_side_px)
+    if factor == 1:
+        return gray, 1
+    small = cv2.resize(gray, (w // factor, h // factor), interpolation=cv2.INTER_LINEAR)
+    return cv2.blur(small, (3, 3)), factor
+
+
+def to_page_px(points: NDArray[np.float64], factor: int) -> NDArray[np.float64]:
+    """Work-image pixel coordinates -> page pixel coordinates (see `make_work_image`)."""
+    return np.asarray(points, dtype=np.float64) * factor + (factor - 1) / 2
+
+
+def to_work_px(points: NDArray[np.float64], factor: int) -> NDArray[np.float64]:
+    """Page pixel coordinates -> work-image pixel coordinates (see `make_work_image`)."""
+    return (np.asarray(points, dtype=np.float64) - (factor - 1) / 2) / factor
 
 
 def register_page(
@@ -142,7 +156,7 @@ def register_page(
         raise PageNotFoundError(f"page is {w}x{h} px: too small to hold a card; scan at >= 150 DPI")
     small, factor = work if work is not None else make_work_image(gray, params.work_long_side_px)
     try:
-        rough = _find_marker_quad(small, layout, params) * factor
+        rough = to_page_px(_find_marker_quad(small, layout, params), factor)
     except MarkerNotFoundError:
         # say "blank" when there is next to no ink at all: the operator's fix differs
         step = max(1, min(gray.shape) // 400)
@@ -177,7 +191,8 @@ def _find_marker_quad(
     long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
     min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm
     loose = (
-        (area >= max(12.0, 0.5 * min_side**2))
+        (area >= max(12.0, 0.6 * min_side**2))
+        & (np.minimum(bw, bh) >= 0.8 * min_side)
         & (np.maximum(bw, bh) <= 1.6 * np.minimum(bw, bh))
         & (area >= 0.45 * bw * bh)
         & (np.maximum(bw, bh) < max(work.shape) / 8)

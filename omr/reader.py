@@ -48,7 +48,7 @@ MIN_PART_OUTLINE_RATIO = 0.6
 #: likewise one question (measured: aligned >= 0.9, 2.5 mm off <= 0.25 of the card's median)
 MIN_QUESTION_OUTLINE_RATIO = 0.4
 #: flags that explain but do not send a card to review
-INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_from_page", "bitonal", "rotated"})
+INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "rotated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +151,8 @@ def read_card(
     if misplaced.any():
         flags.append("misplaced:" + ",".join(str(q + 1) for q in np.flatnonzero(misplaced)))
     flags.extend(code.flags)
-    if barcode is not None and barcode.where == "page":
-        flags.append("barcode_from_page")
+    if barcode is not None and barcode.where != "box":
+        flags.append("barcode_off_box")
     flags.extend(version_flags)
     if registration.rotation_deg:
         flags.append(f"rotated:{registration.rotation_deg}")

@@ -89,3 +89,18 @@ def test_missing_zbar_library_is_a_barcode_error():
     with mock.patch.dict("sys.modules", {"pyzbar": None}):
         with pytest.raises(BarcodeError, match="apt-get install libzbar0"):
             decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)
+
+
+def test_label_stuck_off_its_box_is_found_in_the_header():
+    from dataclasses import replace
+
+    from omr.render import draw_barcode, render_blank
+
+    page = render_blank(LAYOUT, dpi=200)
+    # the label is stuck 20 mm below its box, still above the answers
+    x0, y0, x1, y1 = LAYOUT.barcode.box_mm
+    moved = replace(LAYOUT, barcode=replace(LAYOUT.barcode, box_mm=(x0, y0 + 20, x1, y1 + 20)))
+    draw_barcode(page, moved, "987654325", dpi=200)
+    reg = register_page(page, LAYOUT)
+    read = decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)
+    assert read is not None and (read.data, read.where) == ("987654325", "header")
