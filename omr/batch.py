@@ -125,6 +125,13 @@ class _Inline:
         pass
 
 
+def _init_pool_worker() -> None:
+    """One OpenCV thread per pool worker: the pool already uses every core."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 class _Pool:
     """A spawn-context process pool; restarts itself when a worker dies."""
 
@@ -138,6 +145,7 @@ class _Pool:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
+            initializer=_init_pool_worker,
         )
 
     def submit(self, ref: PageRef) -> cf.Future:
@@ -267,7 +275,8 @@ def run_batch(
     scheduler : str, optional
         Address of a Dask scheduler (``tcp://host:port``) to run the pages on.
     window : int, optional
-        Most pages in flight at once (bounds memory); default twice the worker slots + 2.
+        Most pages in flight at once (bounds memory); default 1 in-process, else twice
+        the worker slots + 2.
     on_page : callable, optional
         Called with a `PageEvent` after each page is stored or skipped.
     command : str
