@@ -420,7 +420,9 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
 def main() -> None:
     """Console-script entry point: prints `OmrError`s once, as ``error: Kind: message``."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int) and code:  # without standalone mode click returns ctx.exit(n)'s n
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
