@@ -473,13 +473,10 @@ class ResultStore:
             **score_values,
             **values,
         }
-        db.execute(_INSERT, tuple(record.get(c) for c in _WRITE_COLUMNS))
+        row_id = db.execute(_INSERT, tuple(record.get(c) for c in _WRITE_COLUMNS)).lastrowid
         code = str(record.get("code_number") or "")
-        self._refresh(codes | ({code} if code else set()), sources=[ref.source])
-        status = db.execute(
-            "SELECT status FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
-        ).fetchone()[0]
-        return str(status)
+        self._refresh(codes | ({code} if code else set()), ids=[row_id])
+        return str(db.execute("SELECT status FROM pages WHERE id=?", (row_id,)).fetchone()[0])
 
     def _supersede(self, source: str, page: int, content_hash: str | None) -> set[str]:
         """Move rows of ``source`` with other content to ``superseded``; return their codes."""
@@ -512,23 +509,19 @@ class ResultStore:
                 codes |= {c for (c,) in db.execute(
                     "SELECT code_number FROM pages WHERE content_hash=? AND page=? AND code_number <> ''",
                     (old_hash, old_page))}
-                self._refresh(set(), sources=[a[1] for a in aliases])
+                self._refresh(set(), ids=[a[0] for a in aliases])
         return codes
 
-    def _refresh(self, codes: set[str], sources: Sequence[str] = ()) -> None:
-        """Recompute effective status/flags of rows carrying ``codes`` or from ``sources``."""
+    def _refresh(self, codes: set[str], ids: Sequence[int | None] = ()) -> None:
+        """Recompute effective status/flags of the rows carrying ``codes`` and rows ``ids``."""
         db = self._db
-        ids: list[tuple] = []
+        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
+        rows: list[tuple] = []
         for code in codes:
-            ids += db.execute(
-                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
-                "WHERE code_number=?", (code,)).fetchall()
-        for source in sources:
-            ids += db.execute(
-                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
-                "WHERE source=?", (source,)).fetchall()
-        dup_codes = self._duplicate_codes({r[4] for r in ids if r[4]})
-        self._apply(ids, dup_codes)
+            rows += db.execute(select + "WHERE code_number=?", (code,)).fetchall()
+        for row_id in ids:
+            rows += db.execute(select + "WHERE id=?", (row_id,)).fetchall()
+        self._apply(rows, self._duplicate_codes({r[4] for r in rows if r[4]}))
 
     def _duplicate_codes(self, codes: set[str] | None) -> set[str]:
         """Which of ``codes`` (all when None) more than one card carries."""
@@ -556,16 +549,23 @@ class ResultStore:
         return changed
 
     def refresh_flags(self) -> int:
-        """Recompute every row's effective status and flags; return how many changed.
+        """Recompute the effective status and flags store-wide; return how many changed.
 
-        Writes keep them up to date already; this is the whole-store check a batch
-        runs at its end (cheap: one pass).
+        Writes keep them up to date already; this is the whole-store check a batch runs
+        at its end.  Only rows whose effective state can differ from what was read are
+        looked at (a carried duplicate code number, a copy, or already differing), found
+        by one scan inside SQLite, so memory stays small whatever the store's size.
         """
+        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
         with self._tx():
             dup_codes = self._duplicate_codes(None)
             rows = self._db.execute(
-                "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages"
+                select + "WHERE status <> base_status OR flags <> base_flags OR duplicate_of IS NOT NULL"
             ).fetchall()
+            seen = {r[0] for r in rows}
+            for code in dup_codes:
+                carried = self._db.execute(select + "WHERE code_number=?", (code,))
+                rows += [r for r in carried if r[0] not in seen]
             return self._apply(rows, dup_codes)
 
     # -- reading ----------------------------------------------------------------------

@@ -132,6 +132,23 @@ def test_duplicate_code_numbers_flag_every_card_that_carries_them(store):
     assert store.refresh_flags() == 0  # writes kept them up to date
 
 
+def test_refresh_flags_repairs_the_store_wide_checks(store, tmp_path):
+    put(store, ref("a.jpg", "h1"), code="111111116")
+    put(store, ref("b.jpg", "h2"), code="111111116")
+    put(store, ref("c.jpg", "h3"), code="222222224")
+    put(store, ref("d.jpg", "h4"), code="222222224")
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    with db:
+        db.execute("UPDATE pages SET status='ok', flags='' WHERE source='a.jpg'")  # lost its flag
+        db.execute("DELETE FROM pages WHERE source='d.jpg'")  # c.jpg no longer shares its code
+    db.close()
+    assert store.refresh_flags() == 2
+    got = rows(store)
+    assert got["a.jpg#1"].flags == ("duplicate_code",) and got["a.jpg#1"].status == "review"
+    assert got["c.jpg#1"].flags == () and got["c.jpg#1"].status == "ok"
+    assert store.refresh_flags() == 0
+
+
 def test_a_changed_file_supersedes_its_old_rows(store, tmp_path):
     put(store, ref("a.tif", "old", page=1), code="111111116")
     put(store, ref("a.tif", "old", page=2), code="222222224")
