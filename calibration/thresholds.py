@@ -42,7 +42,7 @@ class MarkThresholds:
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
     peak_mark: float = 0.50
-    half_asymmetry: float = 0.60
+    half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
     source: str = "default"
 
