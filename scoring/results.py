@@ -36,6 +36,8 @@ class ResultRow:
     (``A``..``E``, ``-``, ``*``, ``?``).  Score fields are None on ``error`` rows;
     on ``review`` rows they are the provisional score (``?`` counted wrong).
     ``percent`` is exact, quantised to 0.01 (rounded half-up).
+    ``extra`` holds further export columns as ``(name, text)`` pairs, in column order
+    (e.g. ``certificate``, ``correct:<field>``, or unknown columns kept from a CSV).
     """
 
     source: str
@@ -49,3 +51,4 @@ class ResultRow:
     max_points: int | None = None
     percent: Decimal | None = None
     passed: bool | None = None
+    extra: tuple[tuple[str, str], ...] = ()

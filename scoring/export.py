@@ -1,0 +1,333 @@
+"""Results files (spec §6): the CSV and JSON Lines exports, and reading them back.
+
+CSV: UTF-8, a header row, the required columns first in spec order, then any extra
+columns (``ResultRow.extra``).  Empty score cells on rows without a score; ``percent``
+with two decimals; ``passed`` as ``true``/``false``; ``flags`` joined with ``;``.
+Every value is written as it is — ``code_number`` and ``responses`` are text, so
+leading zeros and a leading ``-`` survive a round trip (import the column as *text*
+in a spreadsheet: a spreadsheet that guesses types turns ``012345674`` into a number).
+
+JSON Lines: one object per row with the same keys; ``page``, ``correct`` and
+``max_points`` are numbers, ``passed`` a boolean, ``percent`` a string (``"56.06"``:
+exact, never a binary float), ``flags`` the same ``;``-joined text as in the CSV, and
+``null`` for an empty score.
+
+Writers take any iterable (rows are streamed) and replace the target file only once
+it is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TextIO
+
+from omr.errors import ScoringError
+from scoring.results import RESULT_COLUMNS, STATUSES, ResultRow
+
+__all__ = ["read_csv", "read_jsonl", "read_results", "write_csv", "write_jsonl"]
+
+_CENT = Decimal("0.01")
+
+
+def _percent_text(percent: Decimal) -> str:
+    return str(percent.quantize(_CENT, rounding=ROUND_HALF_UP))
+
+
+def _cells(row: ResultRow) -> list[str]:
+    """The required columns of ``row`` as CSV text, in `RESULT_COLUMNS` order."""
+    return [
+        row.source,
+        str(row.page),
+        row.status,
+        row.code_number,
+        row.version,
+        row.responses,
+        "" if row.correct is None else str(row.correct),
+        "" if row.max_points is None else str(row.max_points),
+        "" if row.percent is None else _percent_text(row.percent),
+        "" if row.passed is None else ("true" if row.passed else "false"),
+        ";".join(row.flags),
+    ]
+
+
+def _extra_cells(row: ResultRow, columns: Sequence[str], path: Path, n: int) -> list[str]:
+    values = dict(row.extra)
+    unknown = [name for name in values if name not in columns]
+    if unknown:
+        raise ScoringError(
+            f"{path}: row {n} ({row.source} page {row.page}) has column {unknown[0]!r} that the header "
+            f"(taken from the first row: {', '.join(columns) or 'no extra columns'}) lacks; pass "
+            "extra_columns= with every column"
+        )
+    return [values.get(name, "") for name in columns]
+
+
+class _Replacing:
+    """Write ``path`` through a temporary sibling that replaces it on success."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+
+    def __enter__(self) -> TextIO:
+        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
+        return self.fh
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self.fh.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_csv(
+    rows: Iterable[ResultRow], path: str | Path, *, extra_columns: Sequence[str] | None = None
+) -> int:
+    """Write the spec §6 results CSV.
+
+    Parameters
+    ----------
+    rows : iterable of ResultRow
+        Streamed; written in order.
+    path : str or Path
+    extra_columns : sequence of str, optional
+        Columns after the required ones.  Default: those of the first row's ``extra``.
+
+    Returns
+    -------
+    int
+        Rows written.
+
+    Raises
+    ------
+    ScoringError
+        A row has an extra column the header lacks (the file is left untouched).
+    """
+    path = Path(path)
+    it: Iterator[ResultRow] = iter(rows)
+    first = next(it, None)
+    if extra_columns is None:
+        extra_columns = [name for name, _ in first.extra] if first is not None else []
+    columns = list(extra_columns)
+    clash = [c for c in columns if c in RESULT_COLUMNS]
+    if clash:
+        raise ScoringError(f"{path}: extra column {clash[0]!r} repeats a required column")
+    n = 0
+    with _Replacing(path) as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow([*RESULT_COLUMNS, *columns])
+        for row in itertools.chain([first] if first is not None else [], it):
+            n += 1
+            writer.writerow([*_cells(row), *_extra_cells(row, columns, path, n)])
+    return n
+
+
+def write_jsonl(rows: Iterable[ResultRow], path: str | Path) -> int:
+    """Write the results as JSON Lines (one object per row, keys as the CSV columns).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    n = 0
+    with _Replacing(path) as fh:
+        for row in rows:
+            record: dict[str, Any] = {
+                "source": row.source,
+                "page": row.page,
+                "status": row.status,
+                "code_number": row.code_number,
+                "version": row.version,
+                "responses": row.responses,
+                "correct": row.correct,
+                "max_points": row.max_points,
+                "percent": None if row.percent is None else _percent_text(row.percent),
+                "passed": row.passed,
+                "flags": ";".join(row.flags),
+            }
+            for name, value in row.extra:
+                record.setdefault(name, value)
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+class _Cells:
+    """Typed access to one record's fields; failures name the file, line and column."""
+
+    def __init__(self, where: str, values: dict[str, Any]) -> None:
+        self.where = where
+        self.values = values
+
+    def fail(self, column: str, message: str) -> ScoringError:
+        return ScoringError(f"{self.where}: column {column!r}: {message}")
+
+    def text(self, column: str) -> str:
+        value = self.values[column]
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(column, f"expected text, got {value!r}")
+        return value
+
+    def integer(self, column: str, *, required: bool = False) -> int | None:
+        value = self.values[column]
+        if value in ("", None):
+            if required:
+                raise self.fail(column, "empty; expected a whole number")
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise self.fail(column, f"{value!r} is not a whole number")
+
+    def percent(self, column: str) -> Decimal | None:
+        value = self.values[column]
+        if value in ("", None):
+            return None
+        try:
+            percent = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise self.fail(column, f"{value!r} is not a number like 56.06") from None
+        if not percent.is_finite() or not 0 <= percent <= 100:
+            raise self.fail(column, f"{value!r} is not a percentage 0..100")
+        return percent
+
+    def boolean(self, column: str) -> bool | None:
+        value = self.values[column]
+        if value in ("", None):
+            return None
+        if isinstance(value, bool):
+            return value
+        if value in ("true", "false"):
+            return value == "true"
+        raise self.fail(column, f"{value!r}: expected true or false")
+
+    def flags(self, column: str) -> tuple[str, ...]:
+        value = self.values[column]
+        if isinstance(value, list) and all(isinstance(f, str) for f in value):
+            return tuple(value)
+        return tuple(f for f in self.text(column).split(";") if f)
+
+    def row(self, extra: tuple[tuple[str, str], ...]) -> ResultRow:
+        status = self.text("status")
+        if status not in STATUSES:
+            raise self.fail("status", f"{status!r}: expected one of {', '.join(STATUSES)}")
+        return ResultRow(
+            source=self.text("source"),
+            page=self.integer("page", required=True),  # type: ignore[arg-type]
+            status=status,
+            code_number=self.text("code_number"),
+            version=self.text("version"),
+            responses=self.text("responses"),
+            flags=self.flags("flags"),
+            correct=self.integer("correct"),
+            max_points=self.integer("max_points"),
+            percent=self.percent("percent"),
+            passed=self.boolean("passed"),
+            extra=extra,
+        )
+
+
+def read_csv(path: str | Path) -> list[ResultRow]:
+    """Read a results CSV written by `write_csv` (or by hand / a spreadsheet, same columns).
+
+    Columns may come in any order; columns beyond the required ones are kept in
+    ``ResultRow.extra``, in file order.
+
+    Raises
+    ------
+    ScoringError
+        The file cannot be read, a required column is missing (named), a column
+        repeats, or a cell does not parse (names the line and column).
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                raise ScoringError(
+                    f"{path}: empty file; expected a header row with {', '.join(RESULT_COLUMNS)}"
+                )
+            missing = [c for c in RESULT_COLUMNS if c not in header]
+            if missing:
+                raise ScoringError(
+                    f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"(header: {', '.join(header)}); a results CSV needs {', '.join(RESULT_COLUMNS)}"
+                )
+            twice = sorted({c for c in header if header.count(c) > 1})
+            if twice:
+                raise ScoringError(f"{path}: column {twice[0]!r} appears more than once in the header")
+            extra_names = [c for c in header if c not in RESULT_COLUMNS]
+            rows = []
+            for cells in reader:
+                if not cells:
+                    continue
+                where = f"{path} line {reader.line_num}"
+                if len(cells) != len(header):
+                    raise ScoringError(f"{where}: {len(cells)} cells, but the header has {len(header)}")
+                values = dict(zip(header, cells, strict=True))
+                rows.append(_Cells(where, values).row(tuple((c, values[c]) for c in extra_names)))
+    except OSError as err:
+        raise ScoringError(f"cannot read results {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ScoringError(f"{path}: not UTF-8 text (byte {err.start}); save the CSV as UTF-8") from None
+    except csv.Error as err:
+        raise ScoringError(f"{path}: not a readable CSV: {err}") from err
+    return rows
+
+
+def read_jsonl(path: str | Path) -> list[ResultRow]:
+    """Read results written by `write_jsonl`; keys beyond the required ones go to ``extra``.
+
+    Raises
+    ------
+    ScoringError
+        Unreadable file, a line that is not a JSON object, a missing key, a bad value.
+    """
+    path = Path(path)
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                where = f"{path} line {number}"
+                try:
+                    record = json.loads(line, parse_float=Decimal)
+                except json.JSONDecodeError as err:
+                    raise ScoringError(f"{where}: not JSON: {err.msg}") from None
+                if not isinstance(record, dict):
+                    raise ScoringError(f"{where}: expected a JSON object")
+                missing = [c for c in RESULT_COLUMNS if c not in record]
+                if missing:
+                    raise ScoringError(f"{where}: missing {', '.join(missing)}; every record needs "
+                                       f"{', '.join(RESULT_COLUMNS)}")
+                extra = tuple((k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+                              for k, v in record.items() if k not in RESULT_COLUMNS)
+                rows.append(_Cells(where, record).row(extra))
+    except OSError as err:
+        raise ScoringError(f"cannot read results {path}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise ScoringError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    return rows
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    """`read_jsonl` for ``*.jsonl`` / ``*.ndjson`` files, `read_csv` otherwise."""
+    if Path(path).suffix.lower() in (".jsonl", ".ndjson"):
+        return read_jsonl(path)
+    return read_csv(path)

@@ -1,0 +1,236 @@
+"""Scoring results rows (spec §6): fresh after a scan, or again with a corrected key.
+
+`score_rows` fills ``correct``, ``max_points``, ``percent`` and ``passed`` on every
+``ok``/``review`` row in one `score_codes` call, and decides what to do with rows the
+key cannot score — it never guesses::
+
+    status error                         → scores empty, row unchanged otherwise
+    responses not Q characters long      → scores empty, flag responses_length, review
+    version in the key                   → scored with that version
+    version empty/unknown, key has one   → scored with the key's only version
+    version empty, key has several       → scores empty, flag version_unknown, review
+    version unknown, key has several     → scores empty, flag version_not_in_key, review
+    a character outside options and -*?  → scored (it counts wrong), flag
+                                           responses_invalid:<positions>, review
+
+Scoring flags from an earlier key are dropped first, so re-scoring with a corrected key
+re-decides them; a row that was ``review`` only because of them (its other flags are
+informational: ``omr.reader.INFO_FLAGS``) goes back to ``ok``.  All other flags and statuses are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from scoring.core import certificate_line, encode_responses, percent_decimal, score_codes
+from scoring.key import AnswerKey
+from scoring.results import ResultRow
+
+__all__ = [
+    "CERTIFICATE_COLUMN",
+    "DOMAIN_COLUMN_PREFIX",
+    "RescoreReport",
+    "SCORING_FLAGS",
+    "rescore_rows",
+    "score_rows",
+]
+
+#: flags `score_rows` sets (a ``:positions`` suffix may follow responses_invalid)
+SCORING_FLAGS = ("version_unknown", "version_not_in_key", "responses_length", "responses_invalid")
+#: extra column with the certificate line (``details=True``)
+CERTIFICATE_COLUMN = "certificate"
+#: extra columns ``correct:<field of medicine>`` with points per field (``details=True``)
+DOMAIN_COLUMN_PREFIX = "correct:"
+
+
+def _is_scoring_flag(flag: str) -> bool:
+    return flag.split(":", 1)[0] in SCORING_FLAGS
+
+
+def _only_info_flags(flags: Sequence[str]) -> bool:
+    """True when none of ``flags`` sends a card to review (the reader's `INFO_FLAGS`)."""
+    from omr.reader import INFO_FLAGS  # the reader decides which of its flags are informational
+
+    return all(f.split(":", 1)[0] in INFO_FLAGS for f in flags)
+
+
+def _is_detail_column(name: str) -> bool:
+    return name == CERTIFICATE_COLUMN or name.startswith(DOMAIN_COLUMN_PREFIX)
+
+
+def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = False) -> list[ResultRow]:
+    """Score results rows with ``key`` (see the module docstring for unscorable rows).
+
+    Parameters
+    ----------
+    rows : sequence of ResultRow
+    key : AnswerKey
+    details : bool
+        Also set the extra columns ``certificate`` (`certificate_line`) and
+        ``correct:<field>`` per field of medicine (empty on unscored rows).  Stale
+        detail columns are always dropped.
+
+    Returns
+    -------
+    list of ResultRow
+        Same order and length as ``rows``.  ``error`` rows have empty scores; status and
+        flags are kept except for the scoring flags re-decided here.
+
+    Examples
+    --------
+    >>> from scoring.key import AnswerKey
+    >>> key = AnswerKey.from_dict({"versions": {"A": {"key": "ABC"}}, "pass_percent": 56})
+    >>> row = ResultRow(source="a.jpg", page=1, status="ok", version="A", responses="AB-")
+    >>> row = score_rows([row], key)[0]
+    >>> row.correct, row.max_points, row.percent, row.passed
+    (2, 3, Decimal('66.67'), True)
+    """
+    rows = list(rows)
+    base: list[ResultRow] = []
+    scorable: list[int] = []
+    versions: list[int] = []
+    index = {name: i for i, name in enumerate(key.version_names)}
+    single = len(key.versions) == 1
+    for row in rows:
+        flags = tuple(f for f in row.flags if not _is_scoring_flag(f))
+        status = row.status
+        if status == "review" and len(flags) < len(row.flags) and _only_info_flags(flags):
+            status = "ok"  # it was in review only for an earlier key's reasons
+        extra = tuple(item for item in row.extra if not _is_detail_column(item[0]))
+        added: list[str] = []
+        if status != "error":
+            v = index.get(row.version, 0 if single else -1)
+            if len(row.responses) != key.questions:
+                added.append("responses_length")
+            elif v < 0:
+                added.append("version_unknown" if not row.version else "version_not_in_key")
+            else:
+                scorable.append(len(base))
+                versions.append(v)
+        if added:
+            status = "review"
+        base.append(replace(row, status=status, flags=(*flags, *added), extra=extra, correct=None,
+                            max_points=None, percent=None, passed=None))
+
+    codes = encode_responses([base[i].responses for i in scorable], key.options, key.questions)
+    scores = score_codes(codes, np.array(versions, dtype=np.intp), key)
+    invalid = codes >= len(key.options) + 3
+    bad_rows = set(np.flatnonzero(invalid.any(axis=1)).tolist())
+    correct = scores.correct.tolist()
+    hundredths = scores.percent_hundredths.tolist()
+    passed = scores.passed.tolist()
+    for j, i in enumerate(scorable):
+        row = base[i]
+        changes: dict = {}
+        if j in bad_rows:
+            where = ",".join(str(p + 1) for p in np.flatnonzero(invalid[j]))
+            changes = {"status": "review", "flags": (*row.flags, f"responses_invalid:{where}")}
+        base[i] = replace(row, correct=correct[j], max_points=scores.max_points,
+                          percent=percent_decimal(hundredths[j]), passed=passed[j], **changes)
+    if details:
+        domain_correct = dict(zip(scorable, scores.domain_correct.tolist(), strict=True))
+        names = [f"{DOMAIN_COLUMN_PREFIX}{name}" for name in scores.domain_names]
+        for i, row in enumerate(base):
+            if row.correct is None:
+                cells = [""] * (len(names) + 1)
+            else:
+                cells = [certificate_line(row.correct, scores.max_points),
+                         *(str(n) for n in domain_correct[i])]
+            base[i] = replace(row, extra=(*row.extra, *zip([CERTIFICATE_COLUMN, *names], cells, strict=True)))
+    return base
+
+
+@dataclass(frozen=True, slots=True)
+class RescoreReport:
+    """What re-scoring with a new key did.
+
+    rows : the re-scored rows, in input order
+    changed_score : rows whose correct count or percent changed (incl. scored ↔ unscored)
+    passed_to_failed, failed_to_passed : rows whose pass/fail flipped
+    newly_scored, no_longer_scored : rows that gained / lost a score
+    status_changed : rows whose status changed (scoring flags re-decided)
+    ok, review, error : status counts after re-scoring
+    max_points_before : the old rows' max_points values (sorted, distinct)
+    max_points : the new key's max_points
+    """
+
+    rows: list[ResultRow]
+    changed_score: int
+    passed_to_failed: int
+    failed_to_passed: int
+    newly_scored: int
+    no_longer_scored: int
+    status_changed: int
+    ok: int
+    review: int
+    error: int
+    max_points_before: tuple[int, ...]
+    max_points: int
+
+    @property
+    def changed_pass(self) -> int:
+        """Rows whose pass/fail decision flipped."""
+        return self.passed_to_failed + self.failed_to_passed
+
+    def summary(self) -> str:
+        """One line for people: ``rescored 20000 rows: 1834 changed score, 112 changed pass/fail ...``."""
+        text = (f"rescored {len(self.rows)} rows: {self.changed_score} changed score, {self.changed_pass} "
+                f"changed pass/fail ({self.passed_to_failed} pass→fail, {self.failed_to_passed} fail→pass); "
+                f"ok {self.ok}, review {self.review}, error {self.error}")
+        before = "/".join(str(m) for m in self.max_points_before) or "-"
+        text += f"; max points {before} → {self.max_points}"
+        if self.newly_scored or self.no_longer_scored:
+            text += f"; {self.newly_scored} newly scored, {self.no_longer_scored} no longer scored"
+        if self.status_changed:
+            text += f"; {self.status_changed} changed status"
+        return text
+
+
+def rescore_rows(old_rows: Iterable[ResultRow], key: AnswerKey, *, details: bool = False) -> RescoreReport:
+    """Re-score stored rows with a new key (after annulments or key corrections).
+
+    Uses only the stored responses and versions — never the images.  Pure: the caller
+    writes the new rows (CSV, JSON Lines, or the results store).
+
+    Parameters
+    ----------
+    old_rows : iterable of ResultRow
+    key : AnswerKey
+    details : bool
+        As in `score_rows`.
+
+    Returns
+    -------
+    RescoreReport
+    """
+    old = list(old_rows)
+    new = score_rows(old, key, details=details)
+    counts = {"ok": 0, "review": 0, "error": 0}
+    changed = p2f = f2p = gained = lost = status_changed = 0
+    for a, b in zip(old, new, strict=True):
+        counts[b.status] = counts.get(b.status, 0) + 1
+        status_changed += a.status != b.status
+        if (a.correct, a.percent) != (b.correct, b.percent):
+            changed += 1
+        gained += a.correct is None and b.correct is not None
+        lost += a.correct is not None and b.correct is None
+        if a.passed is not None and b.passed is not None and a.passed != b.passed:
+            p2f += a.passed
+            f2p += b.passed
+    return RescoreReport(
+        rows=new,
+        changed_score=changed,
+        passed_to_failed=p2f,
+        failed_to_passed=f2p,
+        newly_scored=gained,
+        no_longer_scored=lost,
+        status_changed=status_changed,
+        ok=counts["ok"],
+        review=counts["review"],
+        error=counts["error"],
+        max_points_before=tuple(sorted({a.max_points for a in old if a.max_points is not None})),
+        max_points=key.max_points,
+    )
