@@ -28,6 +28,8 @@ class MarkThresholds:
         (darker than the box's own base); a cross clears stroke_mark
     peak_blank, peak_mark : levels on how dark the darkest tenth of the box is; lines
         count as a mark only when dark enough (a faint stroke is not a mark)
+    cross_mark : level on the cross-shape evidence (`omr.grid.box_features`); used
+        on 1-bit scans only (2.0 = off), where it is the one sign of a cross left
     half_asymmetry, half_fill_max : a box whose strokes lie on one half
         (asymmetry at least ``half_asymmetry``) and whose fill is under
         ``half_fill_max`` is half-filled, hence ambiguous
@@ -42,6 +44,7 @@ class MarkThresholds:
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
     peak_mark: float = 0.50
+    cross_mark: float = 2.0
     half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
     source: str = "default"
@@ -54,8 +57,8 @@ def bitonal_thresholds() -> MarkThresholds:
     line (their darkness): a faint pencil line comes out as black as a pen line, a
     residue as black speckles or, when heavy, a blot covering up to ~65% of the box
     (measured on synth 1-bit scans; fills cover >= 80%).  So only a box three-quarters
-    black is marked, only a clean one blank, and everything between -- crosses
-    included -- goes to review.
+    black, or with ink in all four corners and none at the middles of its sides (a
+    cross), is marked, only a clean one blank, and everything between goes to review.
     """
     return MarkThresholds(
         fill_blank=0.04,
@@ -66,6 +69,9 @@ def bitonal_thresholds() -> MarkThresholds:
         stroke_mark=2.0,  # never marks by strokes alone
         peak_blank=2.0,
         peak_mark=2.0,
+        # every corner holds >= 2 of its 12 samples of ink and no side middle any:
+        # specks of a thresholded residue do that about once in a thousand boxes
+        cross_mark=0.16,
         source="bitonal",
     )
 

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: columns of the feature matrix returned by `box_features`
-FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke", "peak")
+FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke", "peak", "cross")
 #: darkness from which a sample counts as "clearly dark" (half-way paper → ink)
 CLEARLY_DARK = 0.5
 #: how much darker than the box's own base a sample must be to be part of a stroke
@@ -62,6 +62,8 @@ class SamplingGrid:
     centers_mm : (N, 2) float64, box centres (``layout.box_centers()`` order)
     halves : (4, S) bool, which samples lie in the left, right, top, bottom half
     core : (S,) bool, samples in the central half (by area) of the inner box
+    corners, side_middles : (4, S) bool, samples in the four corners of the inner box
+        and at the middle of its four sides: where a cross's arms run and where not
     glyph_groups : (N,) int, boxes printed with the same letter share a group
         (answer option k; code digit row d; a version label joins the answer
         option with the same letter); -1 = no template
@@ -71,6 +73,8 @@ class SamplingGrid:
     centers_mm: NDArray[np.float64]
     halves: NDArray[np.bool_]
     core: NDArray[np.bool_]
+    corners: NDArray[np.bool_]
+    side_middles: NDArray[np.bool_]
     glyph_groups: NDArray[np.int64]
 
 
@@ -92,6 +96,16 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     centers = layout.box_centers()
     halves = np.stack([unit[:, 0] < 0, unit[:, 0] > 0, unit[:, 1] < 0, unit[:, 1] > 0])
     core = (np.abs(unit[:, 0]) < 0.354) & (np.abs(unit[:, 1]) < 0.354)
+    u, v = unit[:, 0], unit[:, 1]
+    corners = np.stack([(u * a > 0.15) & (v * b > 0.15) for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))])
+    side_middles = np.stack(
+        [
+            (np.abs(u) < 0.12) & (v < -0.25),
+            (np.abs(u) < 0.12) & (v > 0.25),
+            (np.abs(v) < 0.12) & (u < -0.25),
+            (np.abs(v) < 0.12) & (u > 0.25),
+        ]
+    )
     n_options = len(layout.options)
     g = layout.code_grid
     answer_groups = np.tile(np.arange(n_options), layout.questions)
@@ -102,6 +116,8 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
         centers_mm=centers,
         halves=halves,
         core=core,
+        corners=corners,
+        side_middles=side_middles,
         glyph_groups=np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64),
     )
 
@@ -201,6 +217,10 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
 
     peak : mean darkness of the box's darkest tenth: how dark what was drawn is,
         whatever its extent (a faint stroke is light, a pen or pencil line is not)
+    cross : the clearly-dark share of the emptiest corner minus that of the fullest
+        side middle: a cross's arms reach all four corners and miss the side middles;
+        one stroke, a tick, a blot or scattered specks do not.  This shape evidence
+        survives a 1-bit scan, where darkness does not.
 
     ``darkness`` should have the print removed (`remove_print`).
     """
@@ -219,7 +239,12 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     core = darkness @ (grid.core / grid.core.sum()).astype(np.float32)
     tenth = max(1, darkness.shape[1] // 10)
     peak = -np.partition(-darkness, tenth, axis=1)[:, :tenth].mean(axis=1)
-    return np.stack([fill, ink, asymmetry, core, stroke, peak], axis=1).astype(np.float32)
+    corners = grid.corners.T.astype(np.float32)
+    middles = grid.side_middles.T.astype(np.float32)
+    cross = ((clearly @ corners) / corners.sum(axis=0)).min(axis=1) - (
+        (clearly @ middles) / middles.sum(axis=0)
+    ).max(axis=1)
+    return np.stack([fill, ink, asymmetry, core, stroke, peak, cross], axis=1).astype(np.float32)
 
 
 def outline_evidence(

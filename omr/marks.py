@@ -44,9 +44,10 @@ def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) ->
     stroke, peak = features[:, 4], features[:, 5]
     t = thresholds
     drawn = (stroke >= t.stroke_mark) & (peak >= t.peak_mark)
-    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | drawn
+    crossed = features[:, 6] >= t.cross_mark
+    marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | drawn | crossed
     faint_or_none = (stroke < t.stroke_blank) | (peak < t.peak_blank)
-    blank = (ink < t.ink_blank) & (fill < t.fill_blank) & faint_or_none
+    blank = (ink < t.ink_blank) & (fill < t.fill_blank) & faint_or_none & ~crossed
     lopsided = (asymmetry >= t.half_asymmetry) & (fill < t.half_fill_max)
     states = np.full(fill.shape, AMBIGUOUS, dtype=np.int8)
     states[blank] = BLANK

@@ -7,9 +7,9 @@ from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
 T = MarkThresholds()
 
 
-def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None):
+def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross=0.0):
     peak = max(fill, 0.05) + 0.4 * stroke if peak is None else peak
-    return np.array([[fill, ink, asym, core, stroke, peak]], dtype=np.float32)
+    return np.array([[fill, ink, asym, core, stroke, peak, cross]], dtype=np.float32)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,14 @@ def test_read_responses_uses_layout_letters():
     states = np.zeros((3, 4), np.int8)
     states[np.arange(3), [3, 0, 2]] = MARKED
     assert read_responses(states, "ABCD") == "DAC"
+
+
+def test_cross_shape_counts_only_on_bitonal_levels():
+    from calibration import bitonal_thresholds
+
+    cross = features(fill=0.3, ink=0.3, stroke=0.4, peak=1.0, cross=0.25)
+    specks = features(fill=0.15, ink=0.15, stroke=0.2, peak=1.0, cross=0.0)
+    assert classify_boxes(cross, bitonal_thresholds())[0] == MARKED
+    assert classify_boxes(specks, bitonal_thresholds())[0] == AMBIGUOUS
+    assert classify_boxes(features(fill=0.9, ink=0.9), bitonal_thresholds())[0] == MARKED
+    assert classify_boxes(features(), bitonal_thresholds())[0] == BLANK
