@@ -417,6 +417,52 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
                f"error {counts.error}) to {', '.join(p for p in (out, jsonl_path) if p)}")
 
 
+# -- re-scoring: a corrected key over stored results, never the images -------------------
+
+
+@cli.command()
+@click.argument("results", metavar="RESULTS", type=click.Path(exists=True, dir_okay=False))
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False), required=True,
+              help="The new answer key JSON (spec §4): annulments, accepted answers, corrections.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Re-scored results CSV (spec §6).")
+@click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
+              help="Re-scored results as JSON Lines.")
+@click.option("--details/--no-details", default=None,
+              help="Add the certificate line and the points per field of medicine as extra columns.  "
+                   "[default: when RESULTS has them]")
+def rescore(results: str, key_path: str, out: str | None, jsonl_path: str | None,
+            details: bool | None) -> None:
+    """Score RESULTS (a spec §6 CSV, or .jsonl) again with a new key.
+
+    Every row is re-scored from its stored responses and version; status and flags
+    are kept (only scoring's own flags are decided again), error rows stay unscored.
+    Prints how many candidates changed score and pass/fail.  RESULTS may also be the
+    --out file: it is read whole before anything is written.
+    """
+    import time
+
+    from scoring import load_key, read_results, rescore_rows
+    from scoring.export import write_csv, write_jsonl
+    from scoring.rows import CERTIFICATE_COLUMN
+
+    if not (out or jsonl_path):
+        raise click.UsageError("nothing to write: give --out and/or --jsonl")
+    t0 = time.perf_counter()
+    key = load_key(key_path)
+    old = read_results(results)
+    if details is None:
+        details = any(name == CERTIFICATE_COLUMN for row in old[:1] for name, _ in row.extra)
+    report = rescore_rows(old, key, details=details)
+    columns = list(dict.fromkeys(name for row in report.rows for name, _ in row.extra))
+    if out:
+        write_csv(report.rows, out, extra_columns=columns)
+    if jsonl_path:
+        write_jsonl(report.rows, jsonl_path)
+    click.echo(report.summary())
+    written = ", ".join(p for p in (out, jsonl_path) if p)
+    click.echo(f"written to {written} in {time.perf_counter() - t0:.1f} s")
+
+
 def main() -> None:
     """Console-script entry point: prints `OmrError`s once, as ``error: Kind: message``."""
     try:
