@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import resource
 import shutil
 import tempfile
 import threading
@@ -138,10 +139,13 @@ def run(inputs: list[str], workers: int, tmp: Path, name: str, on_page=None) -> 
     layout = load_layout()
     score, _ = _score_fn()
     db = tmp / f"{name}.sqlite"
+    load_avg = float(Path("/proc/loadavg").read_text().split()[0])
     with open_store(db, layout_name=layout.name) as store:
+        cpu0 = _cpu_s()
         t0 = time.perf_counter()
         summary = run_batch(iter_pages(inputs), store, layout, score=score, workers=workers, on_page=on_page)
         wall = time.perf_counter() - t0
+        cpu = _cpu_s() - cpu0
     import sqlite3
 
     con = sqlite3.connect(db)
@@ -149,7 +153,13 @@ def run(inputs: list[str], workers: int, tmp: Path, name: str, on_page=None) -> 
     con.close()
     return {"pages": summary.pages, "wall_s": wall, "rate": summary.pages / wall, "load_ms": load,
             "read_ms": read, "total_ms": total, "ok": summary.ok, "review": summary.review,
-            "error": summary.error}  # fmt: skip
+            "error": summary.error, "cpu_ms": cpu / summary.pages * 1e3, "load_avg": load_avg}  # fmt: skip
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its finished children (pool workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
@@ -179,6 +189,8 @@ def main() -> None:
             print(f"workers {w}: {r['rate']:.2f} pages/s, {per_page:.0f} ms/page wall "
                   f"({per_page * w:.0f} ms per page per worker = {per_page * w / dec:.1f}x decode); "
                   f"stages: load {r['load_ms']:.0f} ms, read {r['read_ms']:.0f} ms; "
+                  f"CPU {r['cpu_ms']:.0f} ms/page; "
+                  f"load average at start {r['load_avg']:.1f}; "
                   f"ok {r['ok']} review {r['review']} error {r['error']}")
 
         mem_dir = tmp / "mem"
@@ -217,15 +229,17 @@ def main() -> None:
             "(`omr.synth`, mild damage); whole batch = enumerate + sha256, decode, read, score "
             f"({scorer}), one SQLite transaction per page.",
             "",
-            "| run | pages/s | wall ms/page | ms/page per worker | ÷ decode | load ms | read ms |",
-            "|---|---|---|---|---|---|---|",
-            f"| decode only (`cv2.imread` gray) | {1e3 / dec:.1f} | {dec:.1f} | {dec:.1f} | 1.0 | | |",
+            "| run | pages/s | wall ms/page | ÷ decode | ms/page per worker | CPU ms/page | load ms "
+            "| read ms |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| decode only (`cv2.imread` gray, 1 process) | {1e3 / dec:.1f} | {dec:.1f} | 1.0 | {dec:.1f} | "
+            f"{dec:.1f} | | |",
         ]
         for w, r in results.items():
             per_page = r["wall_s"] / r["pages"] * 1e3
             lines.append(f"| batch, {w} worker{'s' if w > 1 else ''} | {r['rate']:.2f} | {per_page:.0f} | "
-                         f"{per_page * w:.0f} | {per_page * w / dec:.1f} | {r['load_ms']:.0f} | "
-                         f"{r['read_ms']:.0f} |")
+                         f"{per_page / dec:.2f} | {per_page * w:.0f} | {r['cpu_ms']:.0f} | "
+                         f"{r['load_ms']:.0f} | {r['read_ms']:.0f} |")
         if len(results) > 1:
             lo, hi = min(results), max(results)
             lines += ["", f"Scaling {lo} → {hi} workers: ×{results[hi]['rate'] / results[lo]['rate']:.2f} "

@@ -49,6 +49,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -58,9 +59,13 @@ from omr.pages import PageRef
 from omr.pipeline import PageOutcome
 from scoring.results import ResultRow
 
+if TYPE_CHECKING:
+    from scoring import AnswerKey, RescoreReport
+
 __all__ = [
     "DUPLICATE_CODE",
     "DUPLICATE_PAGE",
+    "MESSAGE_COLUMN",
     "SCHEMA_VERSION",
     "FillMatrix",
     "PagePlan",
@@ -139,9 +144,11 @@ _WRITE_COLUMNS = (
 )  # fmt: skip
 _INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
 _ROW_COLUMNS = (
-    "source, page, status, code_number, version, responses, correct, max_points, percent, passed, "
-    "flags, error_type, message, content_hash, duplicate_of"
+    "source, page, {status}, code_number, version, responses, correct, max_points, percent, passed, "
+    "{flags}, error_type, message, content_hash, duplicate_of"
 )
+#: export column after the spec §6 ones: the human explanation of an error row
+MESSAGE_COLUMN = "message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +216,7 @@ def effective_status_flags(
     >>> effective_status_flags("error", ("markers_not_found",), "a.jpg", False)
     ('error', ('markers_not_found', 'duplicate_page:a.jpg'))
     """
-    flags = [f for f in base_flags if f != DUPLICATE_CODE and not f.startswith(DUPLICATE_PAGE + ":")]
+    flags = [f for f in base_flags if not _is_store_flag(f)]
     if duplicate_of:
         flags.append(f"{DUPLICATE_PAGE}:{duplicate_of}")
     if duplicate_code:
@@ -218,6 +225,11 @@ def effective_status_flags(
     if status == "ok" and (duplicate_of or duplicate_code):
         status = "review"
     return status, tuple(flags)
+
+
+def _is_store_flag(flag: str) -> bool:
+    """Whether the store sets this flag (from the whole store, not from the page)."""
+    return flag == DUPLICATE_CODE or flag.startswith(DUPLICATE_PAGE + ":")
 
 
 def _join(flags: Sequence[str]) -> str:
@@ -569,10 +581,20 @@ class ResultStore:
             return self._apply(rows, dup_codes)
 
     # -- reading ----------------------------------------------------------------------
-    def iter_rows(self, *, run_id: int | None = None, chunk: int = 2000) -> Iterator[StoredRow]:
-        """Stored pages in (source, page) order, streamed; only ``run_id``'s when given."""
+    def iter_rows(
+        self, *, run_id: int | None = None, base: bool = False, chunk: int = 2000
+    ) -> Iterator[StoredRow]:
+        """Stored pages in (source, page) order, streamed; only ``run_id``'s when given.
+
+        Each row carries the extra column ``message`` (`MESSAGE_COLUMN`, "" unless the
+        page is an error).  ``base=True`` gives the status and flags as read and scored,
+        before the store-wide checks (``duplicate_code``, ``duplicate_page``): what
+        re-scoring starts from.
+        """
         where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
-        cur = self._db.execute(f"SELECT {_ROW_COLUMNS} FROM pages {where} ORDER BY source, page", params)
+        columns = _ROW_COLUMNS.format(status="base_status" if base else "status",
+                                      flags="base_flags" if base else "flags")
+        cur = self._db.execute(f"SELECT {columns} FROM pages {where} ORDER BY source, page", params)
         while batch := cur.fetchmany(chunk):
             for r in batch:
                 yield _stored_row(r)
@@ -602,10 +624,12 @@ class ResultStore:
         return None if got is None or got[0] is None else json.loads(got[0])
 
     def update_scores(self, rows: Iterable[ResultRow], *, chunk: int = 5000) -> int:
-        """Write the score fields of ``rows`` (matched by source and page); return rows updated.
+        """Write re-scored rows back (matched by source and page); return rows updated.
 
-        Status and flags are left as they are (re-scoring keeps them); commits every
-        ``chunk`` rows.
+        ``rows`` are rows of ``iter_rows(base=True)`` after scoring: their scores,
+        status and flags become the stored ones as read and scored, then the store-wide
+        checks are applied again (`refresh_flags`).  Commits every ``chunk`` rows, so a
+        re-scoring stopped half-way is finished by running it again.
         """
         updated = 0
         pending: list[tuple] = []
@@ -615,20 +639,35 @@ class ResultStore:
             with self._tx():
                 for params in pending:
                     updated += self._db.execute(
-                        "UPDATE pages SET correct=?, max_points=?, percent=?, passed=? "
-                        "WHERE source=? AND page=?",
+                        "UPDATE pages SET base_status=?, base_flags=?, correct=?, max_points=?, percent=?, "
+                        "passed=? WHERE source=? AND page=?",
                         params,
                     ).rowcount
             pending.clear()
 
         for r in rows:
-            pending.append((r.correct, r.max_points, None if r.percent is None else str(r.percent),
+            base_flags = [f for f in r.flags if not _is_store_flag(f)]
+            pending.append((r.status, _join(base_flags), r.correct, r.max_points,
+                            None if r.percent is None else str(r.percent),
                             None if r.passed is None else int(r.passed), r.source, r.page))
             if len(pending) >= chunk:
                 flush()
         if pending:
             flush()
+        self.refresh_flags()
         return updated
+
+    def rescore(self, key: AnswerKey) -> RescoreReport:
+        """Re-score every stored page with ``key`` from its stored responses (no images).
+
+        Returns the `scoring.rescore_rows` report (its status counts are before the
+        store-wide checks; `counts` gives them after).
+        """
+        from scoring import rescore_rows
+
+        report = rescore_rows((s.row for s in self.iter_rows(base=True)), key)
+        self.update_scores(report.rows)
+        return report
 
 
 def _stored_row(r: tuple) -> StoredRow:
@@ -646,6 +685,7 @@ def _stored_row(r: tuple) -> StoredRow:
         max_points=max_points,
         percent=None if percent is None else Decimal(percent),
         passed=None if passed is None else bool(passed),
+        extra=((MESSAGE_COLUMN, message),),
     )
     return StoredRow(row=row, message=message, error_type=error_type, content_hash=content_hash or "",
                      duplicate_of=duplicate_of or "")

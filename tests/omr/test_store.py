@@ -1,9 +1,13 @@
 import sqlite3
+import tempfile
+from collections import Counter
 from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calibration import MarkThresholds
 from omr.errors import StoreError
@@ -69,7 +73,7 @@ def test_a_page_round_trips_with_its_measurements(store):
     o = outcome(r, seed=4)
     assert store.write_outcome(o, scored(o.row), None) == "ok"
     (got,) = store.iter_rows()
-    assert got.row == scored(o.row)
+    assert got.row == replace(scored(o.row), extra=(("message", ""),))
     assert got.content_hash == "h1" and got.message == ""
     fill = store.fill_matrix("a.jpg", 1)
     np.testing.assert_allclose(fill.features, o.reading.box_features, atol=1e-3)
@@ -85,6 +89,7 @@ def test_error_rows_keep_the_message_and_no_scores(store):
     assert got.row.status == "error" and got.row.flags == ("markers_not_found",)
     assert got.row.correct is None and got.row.percent is None and got.row.passed is None
     assert got.message == "no markers in bad.jpg" and got.error_type == "MarkerNotFoundError"
+    assert got.row.extra == (("message", "no markers in bad.jpg"),)
     assert store.fill_matrix("bad.jpg", 1) is None
 
 
@@ -200,14 +205,36 @@ def test_runs_see_their_pages_once(store):
     assert store.counts().pages == 3
 
 
-def test_update_scores_rewrites_scores_only(store):
-    put(store, ref("a.jpg"), status="review", flags=("ambiguous:5",))
-    (old,) = [s.row for s in store.iter_rows()]
-    new = replace(old, correct=5, percent=Decimal("100.00"), passed=True, status="ok", flags=())
-    assert store.update_scores([new]) == 1
-    (got,) = [s.row for s in store.iter_rows()]
-    assert (got.correct, got.percent, got.passed) == (5, Decimal("100.00"), True)
-    assert (got.status, got.flags) == ("review", ("ambiguous:5",))
+def test_update_scores_writes_the_base_row_and_reapplies_store_checks(store):
+    put(store, ref("a.jpg", "h1"), code="111111116")
+    put(store, ref("b.jpg", "h2"), code="111111116", status="review", flags=("version_not_in_key",))
+    base = {s.row.source: s.row for s in store.iter_rows(base=True)}
+    assert base["a.jpg"].flags == () and base["b.jpg"].flags == ("version_not_in_key",)
+    new = [replace(base["a.jpg"], correct=5, percent=Decimal("100.00"), passed=True),
+           replace(base["b.jpg"], status="ok", flags=())]
+    assert store.update_scores(new) == 2
+    got = rows(store)
+    a = got["a.jpg#1"]
+    assert (a.correct, a.percent, a.passed) == (5, Decimal("100.00"), True)
+    assert (got["a.jpg#1"].status, got["a.jpg#1"].flags) == ("review", ("duplicate_code",))
+    assert (got["b.jpg#1"].status, got["b.jpg#1"].flags) == ("review", ("duplicate_code",))
+
+
+def test_rescore_uses_the_stored_responses(store, tmp_path):
+    from scoring import AnswerKey
+
+    put(store, ref("a.jpg", "h1"), code="111111116")
+    put(store, ref("b.jpg", "h2"), code="222222224", status="error")
+    key = AnswerKey.from_dict({"versions": {"A": {"key": "ABCDE"}}, "pass_percent": 50})
+    report = store.rescore(key)
+    assert len(report.rows) == 2 and report.changed_score == 0  # the stand-in scored it alike
+    got = rows(store)
+    assert (got["a.jpg#1"].correct, got["a.jpg#1"].max_points, got["a.jpg#1"].passed) == (2, 5, False)
+    assert got["b.jpg#1"].correct is None and got["b.jpg#1"].status == "error"
+    annulled = {"versions": {"A": {"key": "ABCDE"}}, "annulled": [4, 5], "pass_percent": 50}
+    report = store.rescore(AnswerKey.from_dict(annulled))
+    assert (report.changed_score, report.failed_to_passed) == (1, 1)
+    assert rows(store)["a.jpg#1"].percent == Decimal("66.67")
 
 
 def test_effective_status_flags():
@@ -233,3 +260,47 @@ def test_unusable_files_raise_store_error(tmp_path):
     open_store(tmp_path / "l.sqlite", layout_name="lek-ldek-v1").close()
     with pytest.raises(StoreError, match="holds cards of layout 'lek-ldek-v1', this batch reads 'other'"):
         open_store(tmp_path / "l.sqlite", layout_name="other")
+
+
+CONTENT_CODE = {"h1": "111111116", "h2": "111111116", "h3": "222222224", "h4": ""}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["h1", "h2", "h3", "h4", ""])),
+                min_size=1, max_size=12))
+def test_store_invariants_hold_whatever_the_sequence_of_scans(scans):
+    """Same content -> same reading; a scan plans, then reads or copies, as run_batch does."""
+    with tempfile.TemporaryDirectory() as tmp, open_store(f"{tmp}/p.sqlite") as store:
+        last: dict[str, str] = {}
+        for source, content in scans:
+            r = ref(source + ".jpg", content)
+            plan = store.plan(r)
+            if plan.action == "alias":
+                store.write_alias(r, plan.original)
+            elif plan.action == "read":
+                unreadable = content == ""
+                put(store, r, code=CONTENT_CODE.get(content, ""),
+                    status="error" if unreadable or content == "h4" else "ok")
+            if content or source + ".jpg" not in last:
+                last.setdefault(source + ".jpg", content)
+                if content:
+                    last[source + ".jpg"] = content
+        stored = list(store.iter_rows())
+        by_source = {s.row.source: s for s in stored}
+        assert len(by_source) == len(stored) == len(last)  # one row per page
+        for source, content in last.items():
+            assert by_source[source].content_hash == content
+        originals = [s for s in stored if not s.duplicate_of and s.content_hash]
+        assert len({s.content_hash for s in originals}) == len(originals)  # one reading per content
+        for s in stored:
+            if s.duplicate_of:
+                first = by_source[s.duplicate_of]
+                assert not first.duplicate_of and first.content_hash == s.content_hash
+                assert f"duplicate_page:{s.duplicate_of}" in s.row.flags
+        carried = Counter(s.row.code_number for s in stored if not s.duplicate_of and s.row.code_number)
+        for s in stored:
+            dup = carried[s.row.code_number] > 1 if s.row.code_number else False
+            assert ("duplicate_code" in s.row.flags) == dup
+            if dup or s.duplicate_of:
+                assert s.row.status != "ok"
+        assert store.refresh_flags() == 0
