@@ -417,11 +417,37 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
                f"error {counts.error}) to {', '.join(p for p in (out, jsonl_path) if p)}")
 
 
+def _rescore_store(results: str | None, db_path: str | None, key_path: str, out: str | None,
+                   jsonl_path: str | None, details: bool | None) -> None:
+    """``omr rescore --db``: re-score a results store in place, optionally export it."""
+    from omr.store import open_store
+    from scoring import load_key
+
+    if results is None and db_path is None:
+        raise click.UsageError("give RESULTS (a results CSV or JSON Lines file) or --db STORE")
+    if results is not None:
+        raise click.UsageError("give RESULTS or --db, not both")
+    if details:
+        raise click.UsageError("--details is for RESULTS files; export the store, then rescore the CSV")
+    key = load_key(key_path)
+    with open_store(db_path) as store:
+        report = store.rescore(key)
+        if out or jsonl_path:
+            _write_results(lambda: (s.row for s in store.iter_rows()), out, jsonl_path)
+        counts = store.counts()
+    click.echo(report.summary())
+    written = ", ".join(p for p in (out, jsonl_path) if p)
+    click.echo(f"store {db_path} re-scored: ok {counts.ok}, review {counts.review}, error {counts.error}"
+               + (f"; written to {written}" if written else ""))
+
+
 # -- re-scoring: a corrected key over stored results, never the images -------------------
 
 
 @cli.command()
-@click.argument("results", metavar="RESULTS", type=click.Path(exists=True, dir_okay=False))
+@click.argument("results", metavar="[RESULTS]", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False),
+              help="Instead of RESULTS: re-score a results store ('omr scan --db') in place.")
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False), required=True,
               help="The new answer key JSON (spec §4): annulments, accepted answers, corrections.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Re-scored results CSV (spec §6).")
@@ -430,15 +456,19 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
 @click.option("--details/--no-details", default=None,
               help="Add the certificate line and the points per field of medicine as extra columns.  "
                    "[default: when RESULTS has them]")
-def rescore(results: str, key_path: str, out: str | None, jsonl_path: str | None,
-            details: bool | None) -> None:
+def rescore(results: str | None, db_path: str | None, key_path: str, out: str | None,
+            jsonl_path: str | None, details: bool | None) -> None:
     """Score RESULTS (a spec §6 CSV, or .jsonl) again with a new key.
 
     Every row is re-scored from its stored responses and version; status and flags
     are kept (only scoring's own flags are decided again), error rows stay unscored.
     Prints how many candidates changed score and pass/fail.  RESULTS may also be the
-    --out file: it is read whole before anything is written.
+    --out file: it is read whole before anything is written.  With --db the store is
+    re-scored in place (--out/--jsonl then export it).
     """
+    if db_path or results is None:
+        _rescore_store(results, db_path, key_path, out, jsonl_path, details)
+        return
     import time
 
     from scoring import load_key, read_results, rescore_rows

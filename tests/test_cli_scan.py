@@ -95,12 +95,30 @@ def test_db_export_and_resume(scans, key_path, tmp_path):
     assert read_csv(tmp_path / "export.csv") == read_csv(out)
 
 
+def test_rescore_db_in_place(scans, key_path, tmp_path):
+    db = tmp_path / "r.sqlite"
+    invoke("scan", scans, "--key", key_path, "--db", db, "--workers", 1)
+    new_key = tmp_path / "new.json"
+    data = json.loads(key_path.read_text())
+    new_key.write_text(json.dumps({**data, "annulled": [1, 2, 3, 4, 5]}))
+    result = invoke("rescore", "--db", db, "--key", new_key, "--out", tmp_path / "new.csv")
+    assert result.exit_code == 0, result.output
+    assert "rescored 6 rows: 4 changed score" in result.output
+    assert "re-scored: ok 4, review 0, error 2" in result.output
+    rows = read_csv(tmp_path / "new.csv")
+    assert {r["max_points"] for r in rows if r["status"] == "ok"} == {"195"}
+    exported = invoke("export", "--db", db, "--out", tmp_path / "export.csv")
+    assert exported.exit_code == 0 and read_csv(tmp_path / "export.csv") == rows
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["scan", "nope/*.jpg", "--key", "{key}", "--out", "x.csv"], "nope/*.jpg: no such file or folder"),
         (["scan", "{scans}", "--key", "{key}"], "nothing to write: give --out, --jsonl or --db"),
         (["export", "--db", "{key}"], "nothing to write"),
+        (["rescore", "--key", "{key}", "--out", "x.csv"], "give RESULTS (a results CSV or JSON Lines"),
+        (["rescore", "{key}", "--db", "{key}", "--key", "{key}"], "give RESULTS or --db, not both"),
     ],
 )
 def test_usage_errors_exit_2(scans, key_path, args, message):
