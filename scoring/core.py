@@ -150,13 +150,18 @@ def encode_responses(
             f"responses[{i}]: {lengths[i]} characters, expected {q} (one per question); "
             f"{bad.size} of {n} cards have the wrong length — check the layout and the key"
         )
-    joined = "".join(responses)
-    try:
-        raw = np.frombuffer(joined.encode("ascii"), dtype=np.uint8)
-    except UnicodeEncodeError:  # a non-ASCII character: one code point per character
-        points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-        raw = np.minimum(points, 255).astype(np.uint8)  # 128..255 are all "other"
-    return lut[raw].reshape(n, q)
+    codes = np.empty((n, q), dtype=np.uint8)
+    table = lut.tobytes()
+    step = _BLOCK_ROWS * 4  # a few MB of text at a time: the temporaries stay small
+    for start in range(0, n, step):
+        joined = "".join(responses[start:start + step])
+        try:  # bytes.translate is the fastest byte -> code lookup (a C loop, no index array)
+            block = np.frombuffer(joined.encode("ascii").translate(table), dtype=np.uint8)
+        except UnicodeEncodeError:  # a non-ASCII character: one code point per character
+            points = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+            block = lut[np.minimum(points, 255)]  # 128..255 are all "other"
+        codes[start:start + step] = block.reshape(-1, q)
+    return codes
 
 
 def decode_responses(codes: NDArray[np.uint8], options: str) -> list[str]:

@@ -21,7 +21,8 @@ informational: ``omr.reader.INFO_FLAGS``) goes back to ``ok``.  All other flags 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -89,58 +90,66 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
     (2, 3, Decimal('66.67'), True)
     """
     rows = list(rows)
-    base: list[ResultRow] = []
+    n_rows = len(rows)
+    statuses: list[str] = []
+    flag_lists: list[tuple[str, ...]] = []
+    extras: list[tuple[tuple[str, str], ...]] = []
     scorable: list[int] = []
     versions: list[int] = []
     index = {name: i for i, name in enumerate(key.version_names)}
-    single = len(key.versions) == 1
+    missing = 0 if len(key.versions) == 1 else -1
     for row in rows:
-        flags = tuple(f for f in row.flags if not _is_scoring_flag(f))
-        status = row.status
-        if status == "review" and len(flags) < len(row.flags) and _only_info_flags(flags):
-            status = "ok"  # it was in review only for an earlier key's reasons
-        extra = tuple(item for item in row.extra if not _is_detail_column(item[0]))
-        added: list[str] = []
+        status, flags = row.status, row.flags
+        if flags and any(_is_scoring_flag(f) for f in flags):
+            flags = tuple(f for f in flags if not _is_scoring_flag(f))
+            if status == "review" and _only_info_flags(flags):
+                status = "ok"  # it was in review only for an earlier key's reasons
         if status != "error":
-            v = index.get(row.version, 0 if single else -1)
+            v = index.get(row.version, missing)
             if len(row.responses) != key.questions:
-                added.append("responses_length")
+                status, flags = "review", (*flags, "responses_length")
             elif v < 0:
-                added.append("version_unknown" if not row.version else "version_not_in_key")
+                status, flags = "review", (*flags, "version_not_in_key" if row.version else "version_unknown")
             else:
-                scorable.append(len(base))
+                scorable.append(len(statuses))
                 versions.append(v)
-        if added:
-            status = "review"
-        base.append(replace(row, status=status, flags=(*flags, *added), extra=extra, correct=None,
-                            max_points=None, percent=None, passed=None))
+        statuses.append(status)
+        flag_lists.append(flags)
+        extras.append(tuple(item for item in row.extra if not _is_detail_column(item[0]))
+                      if row.extra else ())
 
-    codes = encode_responses([base[i].responses for i in scorable], key.options, key.questions)
+    codes = encode_responses([rows[i].responses for i in scorable], key.options, key.questions)
     scores = score_codes(codes, np.array(versions, dtype=np.intp), key)
     invalid = codes >= len(key.options) + 3
-    bad_rows = set(np.flatnonzero(invalid.any(axis=1)).tolist())
-    correct = scores.correct.tolist()
-    hundredths = scores.percent_hundredths.tolist()
-    passed = scores.passed.tolist()
-    for j, i in enumerate(scorable):
-        row = base[i]
-        changes: dict = {}
-        if j in bad_rows:
-            where = ",".join(str(p + 1) for p in np.flatnonzero(invalid[j]))
-            changes = {"status": "review", "flags": (*row.flags, f"responses_invalid:{where}")}
-        base[i] = replace(row, correct=correct[j], max_points=scores.max_points,
-                          percent=percent_decimal(hundredths[j]), passed=passed[j], **changes)
+    for j in np.flatnonzero(invalid.any(axis=1)).tolist():
+        i = scorable[j]
+        where = ",".join(str(p + 1) for p in np.flatnonzero(invalid[j]))
+        statuses[i], flag_lists[i] = "review", (*flag_lists[i], f"responses_invalid:{where}")
+    correct: list[int | None] = [None] * n_rows
+    percent: list[Decimal | None] = [None] * n_rows
+    passed: list[bool | None] = [None] * n_rows
+    decimals: dict[int, Decimal] = {}
+    for i, c, h, p in zip(scorable, scores.correct.tolist(), scores.percent_hundredths.tolist(),
+                          scores.passed.tolist(), strict=True):
+        correct[i], passed[i] = c, p
+        percent[i] = decimals.get(h) or decimals.setdefault(h, percent_decimal(h))
     if details:
-        domain_correct = dict(zip(scorable, scores.domain_correct.tolist(), strict=True))
-        names = [f"{DOMAIN_COLUMN_PREFIX}{name}" for name in scores.domain_names]
-        for i, row in enumerate(base):
-            if row.correct is None:
-                cells = [""] * (len(names) + 1)
-            else:
-                cells = [certificate_line(row.correct, scores.max_points),
-                         *(str(n) for n in domain_correct[i])]
-            base[i] = replace(row, extra=(*row.extra, *zip([CERTIFICATE_COLUMN, *names], cells, strict=True)))
-    return base
+        names = [CERTIFICATE_COLUMN, *(f"{DOMAIN_COLUMN_PREFIX}{name}" for name in scores.domain_names)]
+        blank = tuple((name, "") for name in names)
+        for i, counts in zip(scorable, scores.domain_correct.tolist(), strict=True):
+            cells = [certificate_line(correct[i], scores.max_points), *(str(c) for c in counts)]  # type: ignore[arg-type]
+            extras[i] = (*extras[i], *zip(names, cells, strict=True))
+        scored = set(scorable)
+        for i in range(n_rows):
+            if i not in scored:
+                extras[i] = (*extras[i], *blank)
+    return [
+        ResultRow(source=row.source, page=row.page, status=statuses[i], code_number=row.code_number,
+                  version=row.version, responses=row.responses, flags=flag_lists[i], correct=correct[i],
+                  max_points=None if correct[i] is None else scores.max_points, percent=percent[i],
+                  passed=passed[i], extra=extras[i])
+        for i, row in enumerate(rows)
+    ]
 
 
 @dataclass(frozen=True, slots=True)
