@@ -112,3 +112,13 @@ def test_dask_local_cluster_runs_the_same_batch(scans, layout, tmp_path):
                                   dashboard_address=None) as cluster:
         summary, remote = scan(scans, tmp_path / "d.sqlite", layout, scheduler=cluster.scheduler_address)
     assert remote == inline and summary.read == 9
+
+
+@pytest.mark.parametrize("name", ["omr.pages", "omr.pipeline", "omr.store", "omr.batch"])
+def test_public_surface_is_declared_and_sorted(name):
+    import importlib
+
+    module = importlib.import_module(name)
+    assert all(hasattr(module, item) for item in module.__all__)
+    order = [(0 if n.isupper() else 1 if n[0].isupper() else 2, n) for n in module.__all__]
+    assert order == sorted(order)
