@@ -1,6 +1,7 @@
 import pickle
 from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 
@@ -8,7 +9,7 @@ from omr.layout import load_layout
 from omr.pages import iter_pages
 from omr.pipeline import INTERNAL_ERROR, PageOutcome, process_page
 from tests.omr.batch_helpers import blank_page, code_number, write_cards
-from tests.omr.reader_helpers import random_answers
+from tests.omr.reader_helpers import marked_card, random_answers
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,24 @@ def test_a_reader_bug_costs_one_page_not_the_batch(tmp_path, layout):
     assert outcome.error_type == "ZeroDivisionError"
     assert outcome.message.startswith(f"ZeroDivisionError while reading {path} page 1")
     assert outcome.timings.load_s > 0
+
+
+def _photo(layout):
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, size=(30, 20), dtype=np.uint8)
+    return cv2.GaussianBlur(cv2.resize(small, (827, 1169), interpolation=cv2.INTER_CUBIC), (0, 0), 3)
+
+
+def _cut_card(layout):
+    img = marked_card(layout, random_answers(layout, 1), dpi=100)
+    return img[: int(img.shape[0] * 0.9)]  # the bottom markers cut off
+
+
+@pytest.mark.parametrize("make", [_photo, _cut_card], ids=["photo", "marker-cut-off"])
+def test_pages_that_are_not_a_whole_card_are_one_error_row_each(tmp_path, layout, make):
+    path = tmp_path / "page.png"
+    assert cv2.imwrite(str(path), make(layout))
+    outcome = process_page(only_ref(path), layout)
+    assert outcome.row.status == "error"
+    assert outcome.row.flags in (("page_not_found",), ("markers_not_found",))
+    assert outcome.message
