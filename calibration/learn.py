@@ -21,9 +21,9 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
-from calibration.thresholds import MarkThresholds
+from calibration.thresholds import MarkThresholds, bitonal_thresholds
 
-__all__ = ["calibrate", "calibrate_card"]
+__all__ = ["bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
 
 _FILL, _INK, _ASYM, _CORE, _STROKE = range(5)
 #: fewest boxes on which a level is learned; fewer leaves the default
@@ -79,3 +79,33 @@ def calibrate(
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
     """Thresholds for a lone card from its own (N_answer_boxes, F) features."""
     return calibrate(answer_features, source="card")
+
+
+def bitonal_thresholds_for_card(answer_features: NDArray[np.float32], n_options: int) -> MarkThresholds:
+    """1-bit levels adapted to how black this candidate's marks came out.
+
+    Thresholding a light pencil fill leaves it partly black (50-70%); an erasure of the
+    same pencil is lighter still, so it leaves less.  The card's own marks -- the
+    blackest box of each answered question -- set the level: a box needs 80% of
+    their typical coverage, never less than half the box nor more than the default.
+    """
+    base = bitonal_thresholds()
+    fill = np.asarray(answer_features, dtype=np.float32)[:, _FILL].reshape(-1, n_options)
+    best = fill.max(axis=1)
+    answered = best[best >= 0.3]
+    if answered.size < _MIN_BOXES // 2:
+        return base
+    level = float(np.clip(0.8 * np.median(answered), 0.5, base.fill_mark))
+    # blank: the noise floor of the quiet half (letters and outlines thresholded
+    # unevenly leave a few black samples after the print template)
+    flat = fill.ravel()
+    floor = float(np.percentile(flat[flat <= np.median(flat)], 99.5))
+    blank = float(np.clip(floor + 0.03, base.fill_blank, 0.2))
+    return replace(
+        base,
+        fill_mark=round(level, 4),
+        ink_mark=round(level, 4),
+        fill_blank=round(blank, 4),
+        ink_blank=round(blank, 4),
+        source="bitonal:card",
+    )

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from calibration import MarkThresholds, bitonal_thresholds
-from calibration.learn import calibrate_card
+from calibration import MarkThresholds
+from calibration.learn import bitonal_thresholds_for_card, calibrate_card
 from omr.decode import (
     CODE_REVIEW_FLAGS,
     decode_barcode,
@@ -121,8 +121,8 @@ def read_card(
     features, registration = measured.features, measured.registration
     slices = layout.box_slices()
     bitonal = is_bitonal(gray)
-    if bitonal:
-        thresholds = bitonal_thresholds()  # batch levels learned on grey scans do not apply
+    if bitonal:  # batch levels learned on grey scans do not apply
+        thresholds = bitonal_thresholds_for_card(features[slices["answers"]], len(layout.options))
     elif thresholds is None:
         thresholds = calibrate_card(features[slices["answers"]])
     states = classify_boxes(features, thresholds)
