@@ -36,6 +36,9 @@ class Tally:
     questions: int = 0
     question_marks: int = 0
     question_marks_clear: int = 0  # '?' where the truth allows only one read
+    bitonal_cards: int = 0
+    bitonal_questions: int = 0
+    bitonal_question_marks: int = 0
     silent_answer_errors: int = 0
     silent_code_errors: int = 0
     silent_version_errors: int = 0
@@ -76,6 +79,10 @@ def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: b
         wrong = [q for q, ch in enumerate(reading.responses) if ch not in acceptable[q]]
         t.questions += len(acceptable)
         t.question_marks += reading.responses.count("?")
+        if "bitonal" in reading.flags:
+            t.bitonal_cards += 1
+            t.bitonal_questions += len(acceptable)
+            t.bitonal_question_marks += reading.responses.count("?")
         t.question_marks_clear += sum(
             ch == "?" and len(acceptable[q]) == 1 for q, ch in enumerate(reading.responses)
         )
@@ -116,6 +123,8 @@ def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: b
 
 def report(t: Tally, args: argparse.Namespace) -> str:
     read = t.ok + t.review
+    grey_marks = t.question_marks - t.bitonal_question_marks
+    grey_questions = t.questions - t.bitonal_questions
     lines = [
         f"accuracy: {t.cards} cards, damage={args.damage}, seed={args.seed}"
         + (f", dpi={args.dpi}" if args.dpi else ""),
@@ -126,6 +135,9 @@ def report(t: Tally, args: argparse.Namespace) -> str:
         f"({100 * t.question_marks / max(t.questions, 1):.3f} %); on clear questions "
         f"(one acceptable read) {t.question_marks_clear} "
         f"({100 * t.question_marks_clear / max(t.questions, 1):.3f} %)",
+        f"  of which on {t.bitonal_cards} 1-bit scans {t.bitonal_question_marks} of {t.bitonal_questions}; "
+        f"on grey/colour scans {grey_marks} of {grey_questions} "
+        f"({100 * grey_marks / max(grey_questions, 1):.3f} %)",
         f"  barcodes read {t.barcodes_read}/{t.barcodes_expected} of the readable ones",
         f"  grid/barcode disagreements flagged {t.mismatches_flagged}/{t.mismatches_expected}",
         f"  worst box-centre registration error {t.max_registration_mm:.3f} mm",
