@@ -132,12 +132,15 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
     for i, c, h, p in zip(scorable, scores.correct.tolist(), scores.percent_hundredths.tolist(),
                           scores.passed.tolist(), strict=True):
         correct[i], passed[i] = c, p
-        percent[i] = decimals.get(h) or decimals.setdefault(h, percent_decimal(h))
+        if h not in decimals:  # one Decimal per distinct percentage
+            decimals[h] = percent_decimal(h)
+        percent[i] = decimals[h]
     if details:
         names = [CERTIFICATE_COLUMN, *(f"{DOMAIN_COLUMN_PREFIX}{name}" for name in scores.domain_names)]
         blank = tuple((name, "") for name in names)
-        for i, counts in zip(scorable, scores.domain_correct.tolist(), strict=True):
-            cells = [certificate_line(correct[i], scores.max_points), *(str(c) for c in counts)]  # type: ignore[arg-type]
+        for i, points, counts in zip(scorable, scores.correct.tolist(), scores.domain_correct.tolist(),
+                                     strict=True):
+            cells = [certificate_line(points, scores.max_points), *(str(c) for c in counts)]
             extras[i] = (*extras[i], *zip(names, cells, strict=True))
         scored = set(scorable)
         for i in range(n_rows):
