@@ -120,7 +120,8 @@ class AnswerKey:
     annulled : tuple of int
         Sorted master numbers of annulled questions.
     accepted : tuple of AcceptedAnswers
-        Sorted by master number; the key's own letter stays accepted too.
+        Sorted by master number; the key's own letter stays accepted too (spec §5: "the
+        key's answer or an accepted one").  An annulled question ignores them.
     annulled_policy : str
         ``"exclude"`` or ``"credit"``.
     pass_percent : int
