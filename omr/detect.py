@@ -199,7 +199,10 @@ def _find_marker_quad(
     )
     loose[0] = False  # background label
     centers, sides = [], []
-    for label in np.flatnonzero(loose):
+    # markers are the largest solid squares on the card (36 mm² against a bubble's 12):
+    # only the biggest few candidates need the (per-blob, Python-level) shape test
+    labels_by_area = np.flatnonzero(loose)[np.argsort(-area[loose])][: 3 * params.max_candidates]
+    for label in labels_by_area:
         x, y, cw, ch = stats[label, :4]
         blob = (labels[y : y + ch, x : x + cw] == label).astype(np.uint8)
         contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
