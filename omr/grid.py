@@ -194,7 +194,18 @@ def sample_darkness(
     paper : (N,) float32 local paper level per box (`paper_levels`)
     ink_u8 : grey level of the printed markers' ink on this page
     """
-    pts = project_points(homography, grid.points_mm).astype(np.float32)  # (N, S, 2)
+    return _darkness_at(gray, homography, grid.points_mm, paper, ink_u8)
+
+
+def _darkness_at(
+    gray: NDArray[np.uint8],
+    homography: NDArray[np.float64],
+    points_mm: NDArray[np.float64],
+    paper: NDArray[np.float32],
+    ink_u8: float,
+) -> NDArray[np.float32]:
+    """(N, K) darkness at (N, K, 2) layout points, box n judged against ``paper[n]``; one remap."""
+    pts = project_points(homography, points_mm).astype(np.float32)
     values = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
     span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[:, None]
     darkness = (paper[:, None] - values.astype(np.float32)) / span
@@ -275,8 +286,5 @@ def outline_evidence(
         ]
     ).reshape(-1, 2)
     centers = layout.box_centers()
-    pts = project_points(homography, centers[:, None, :] + offsets[None, :, :]).astype(np.float32)
-    values = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
-    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[:, None]
-    darkness = np.clip((paper[:, None] - values.astype(np.float32)) / span, 0.0, 1.0)
+    darkness = _darkness_at(gray, homography, centers[:, None, :] + offsets[None, :, :], paper, ink_u8)
     return darkness.reshape(len(centers), 4, 3).max(axis=2).mean(axis=1)
