@@ -163,7 +163,7 @@ def register_page(
         sample = gray[::step, ::step]  # subsampled, not averaged: a noisy photo is not blank
         paper = float(np.percentile(sample, 90))
         ink_share = float(np.mean(sample < paper - params.min_paper_contrast_u8))
-        if ink_share < 0.001:
+        if ink_share < 0.001 and paper >= 150:  # a uniform dark picture is not an empty sheet
             raise PageNotFoundError(
                 f"blank page: {100 * ink_share:.3f} % of the page is darker than paper by "
                 f"{params.min_paper_contrast_u8} grey levels; check the scanner feed or remove the "
