@@ -95,7 +95,13 @@ def decode_barcode(
     rate = float(np.clip(px_per_mm, 4.0, 5.0))
     x0, y0, x1, y1 = layout.barcode.box_mm
     margin = 3.0
-    regions = [("box", (x0 - margin, y0 - margin, x1 + margin, y1 + margin))]
+    # a 1-D code decodes from a few scan lines: first a band across the middle of the
+    # bars (a quarter of the box's pixels), then the whole box, then the header
+    bars_mid = y0 + (y1 - y0) * 0.35
+    regions = [
+        ("box", (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5)),
+        ("box", (x0 - margin, y0 - margin, x1 + margin, y1 + margin)),
+    ]
     if search_header:
         top_of_answers = float(layout.answers.centers()[..., 1].min()) - layout.bubble.height_mm
         regions.append(("header", (0.0, 0.0, layout.page_width_mm, max(y1 + margin, top_of_answers))))
