@@ -183,38 +183,19 @@ def _find_marker_quad(
 ) -> NDArray[np.float64]:
     """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order."""
     _, dark = cv2.threshold(work, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
-    bw, bh, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
-    # cheap vectorised pre-filter; a square turned by 15 degrees still fills 62% of its
-    # bounding box (minus the hole), so these bounds only drop what cannot be a marker
     # the page fills at least ~60% of the scan's long side: bounds on a marker's area
     long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
     min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm
-    loose = (
-        (area >= max(12.0, 0.6 * min_side**2))
-        & (np.minimum(bw, bh) >= 0.8 * min_side)
-        & (np.maximum(bw, bh) <= 1.6 * np.minimum(bw, bh))
-        & (area >= 0.45 * bw * bh)
-        & (np.maximum(bw, bh) < max(work.shape) / 8)
-    )
-    loose[0] = False  # background label
-    centers, sides = [], []
-    # markers are the largest solid squares on the card (36 mm² against a bubble's 12):
-    # only the biggest few candidates need the (per-blob, Python-level) shape test
-    labels_by_area = np.flatnonzero(loose)[np.argsort(-area[loose])][: 3 * params.max_candidates]
-    for label in labels_by_area:
-        x, y, cw, ch = stats[label, :4]
-        blob = (labels[y : y + ch, x : x + cw] == label).astype(np.uint8)
-        contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        contour = max(contours, key=cv2.contourArea)
-        filled = cv2.contourArea(contour)  # includes the orientation hole
-        (cx, cy), (rw, rh), _ = cv2.minAreaRect(contour)
-        if min(rw, rh) <= 0 or max(rw, rh) / min(rw, rh) > params.max_marker_aspect:
-            continue
-        if filled / (rw * rh) < params.min_marker_solidity:
-            continue
-        centers.append((cx + x, cy + y))
-        sides.append(np.sqrt(filled))
+    h, w = dark.shape
+    # markers sit in the page's corners, so in the scan's corners whatever the turn, skew
+    # or offset: labelling four corner windows (half the pixels) finds them all
+    ch, cw = int(h * CORNER_WINDOW), int(w * CORNER_WINDOW)
+    centers: list[tuple[float, float]] = []
+    sides: list[float] = []
+    for y_off, x_off in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)):
+        _square_blobs(
+            dark[y_off : y_off + ch, x_off : x_off + cw], min_side, params, x_off, y_off, centers, sides
+        )
     if len(centers) < 4:
         raise MarkerNotFoundError(
             f"found {len(centers)} of the 4 corner markers (solid squares); is a corner cut off, "
@@ -266,6 +247,49 @@ def _find_marker_quad(
     cost = ratio_err + opposite_err + diag_err + 0.2 * scale_err - 0.001 * short / max(work.shape)
     best = int(np.argmin(np.where(ok, cost, np.inf)))
     return pts[best]
+
+
+#: share of each scan dimension searched for markers from each corner
+CORNER_WINDOW = 0.36
+
+
+def _square_blobs(
+    dark: NDArray[np.uint8],
+    min_side: float,
+    params: DetectParams,
+    x_off: int,
+    y_off: int,
+    centers: list[tuple[float, float]],
+    sides: list[float],
+) -> None:
+    """Append the centre and side of every solid square blob of ``dark`` (marker candidates)."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    bw, bh, area = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_AREA]
+    # cheap vectorised pre-filter; a square turned by 15 degrees still fills 62% of its
+    # bounding box (minus the hole), so these bounds only drop what cannot be a marker
+    loose = (
+        (area >= max(12.0, 0.6 * min_side**2))
+        & (np.minimum(bw, bh) >= 0.8 * min_side)
+        & (np.maximum(bw, bh) <= 1.6 * np.minimum(bw, bh))
+        & (area >= 0.45 * bw * bh)
+        & (np.maximum(bw, bh) < max(dark.shape) / 3)
+    )
+    loose[0] = False  # background label
+    # markers are the largest solid squares on the card (36 mm² against a bubble's 12):
+    # only the biggest few candidates need the (per-blob, Python-level) shape test
+    for label in np.flatnonzero(loose)[np.argsort(-area[loose])][: params.max_candidates]:
+        x, y, cw, ch = stats[label, :4]
+        blob = (labels[y : y + ch, x : x + cw] == label).astype(np.uint8)
+        contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contour = max(contours, key=cv2.contourArea)
+        filled = cv2.contourArea(contour)  # includes the orientation hole
+        (cx, cy), (rw, rh), _ = cv2.minAreaRect(contour)
+        if min(rw, rh) <= 0 or max(rw, rh) / min(rw, rh) > params.max_marker_aspect:
+            continue
+        if filled / (rw * rh) < params.min_marker_solidity:
+            continue
+        centers.append((cx + x + x_off, cy + y + y_off))
+        sides.append(float(np.sqrt(filled)))
 
 
 def _mean_side(quad: NDArray[np.float64]) -> float:
