@@ -182,7 +182,12 @@ def _find_marker_quad(
     work: NDArray[np.uint8], layout: CardLayout, params: DetectParams
 ) -> NDArray[np.float64]:
     """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order."""
-    _, dark = cv2.threshold(work, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    # flatten uneven light (a shadow, a lamp gradient) before one global threshold: the
+    # page over its local paper level, paper estimated by a max filter wider than a marker
+    paper_k = max(3, int(round(max(work.shape) / 297 * 14)) | 1)
+    paper = cv2.blur(cv2.dilate(work, np.ones((paper_k, paper_k), np.uint8)), (paper_k, paper_k))
+    flat = cv2.divide(work, np.maximum(paper, 1), scale=255)
+    _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     # the page fills at least ~60% of the scan's long side: bounds on a marker's area
     long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
     min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm
@@ -347,8 +352,9 @@ def _orient(
     want = np.linalg.norm(mk[1] - mk[0]) / np.linalg.norm(mk[2] - mk[1])
     if abs(first_edge / second_edge / want - 1) > params.max_side_ratio_error:
         raise MarkerNotFoundError(
-            f"marker rectangle is mirrored: top edge/side edge = {first_edge / second_edge:.2f}, "
-            f"expected {want:.2f}; the sheet may be scanned from the back or is another form"
+            f"marker rectangle has the wrong proportions: top edge/side edge = "
+            f"{first_edge / second_edge:.2f}, expected {want:.2f}; the scan's x and y resolutions "
+            "differ, or this is another form"
         )
     dx, dy = ordered[1] - ordered[0]
     rotation = int(round(np.degrees(np.arctan2(dy, dx)) / 90.0)) % 4 * 90

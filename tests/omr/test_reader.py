@@ -30,6 +30,8 @@ DEGRADATIONS = {
     "blur": lambda im: cv2.GaussianBlur(im, (0, 0), 1.2),
     "noise+jpeg40": lambda im: jpeg(noisy(im, 10), 40),
     "dim": lambda im: (im * 0.6 + 60).astype(np.uint8),
+    "shadow-gradient": lambda im: (im * np.linspace(0.45, 1.0, im.shape[1])[None, :]).astype(np.uint8),
+    "gamma": lambda im: (255 * (im / 255.0) ** 2.2).astype(np.uint8),
 }
 
 
