@@ -166,3 +166,21 @@ def test_faint_line_is_not_a_mark():
         cv2.line(img, p0, p1, 175, max(1, int(0.3 * s)))  # one light pencil stroke
     reading = read_card(cv2.GaussianBlur(img, (0, 0), 0.8), LAYOUT)
     assert set(reading.responses[:10]) <= {"-", "?"}
+
+
+@pytest.mark.parametrize("bow_px", [6, 15])
+def test_bowed_page_goes_to_review(card200, bow_px):
+    # a page that is not flat: the middle bulges sideways while the corners (markers)
+    # stay put; one homography cannot follow it, so the card must not be reported ok
+    h, w = card200.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    bowed = cv2.remap(
+        card200,
+        (xx + bow_px * np.sin(yy / h * np.pi)).astype(np.float32),
+        yy.astype(np.float32),
+        cv2.INTER_LINEAR,
+        borderValue=255,
+    )
+    reading = read_card(bowed, LAYOUT)
+    assert reading.needs_review
+    assert any(f.startswith("registration_doubtful:") for f in reading.flags)
