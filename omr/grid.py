@@ -287,4 +287,6 @@ def outline_evidence(
     ).reshape(-1, 2)
     centers = layout.box_centers()
     darkness = _darkness_at(gray, homography, centers[:, None, :] + offsets[None, :, :], paper, ink_u8)
-    return darkness.reshape(len(centers), 4, 3).max(axis=2).mean(axis=1)
+    # the weakest edge: a box slid sideways keeps its top and bottom lines under the
+    # samples but loses a side, so an average over the edges would hide it
+    return darkness.reshape(len(centers), 4, 3).max(axis=2).min(axis=1)

@@ -181,6 +181,13 @@ def test_bowed_page_goes_to_review(card200, bow_px):
         cv2.INTER_LINEAR,
         borderValue=255,
     )
-    reading = read_card(bowed, LAYOUT)
+    from omr.errors import PageNotFoundError
+
+    try:
+        reading = read_card(bowed, LAYOUT)
+    except PageNotFoundError:
+        return  # bent beyond reading: an error row, which is also not a silent error
     assert reading.needs_review
-    assert any(f.startswith("registration_doubtful:") for f in reading.flags)
+    assert any(f.startswith(("registration_doubtful:", "misplaced:")) for f in reading.flags), reading.flags
+    wrong = [q for q, (r, a) in enumerate(zip(reading.responses, ANSWERS, strict=True)) if r not in (a, "?")]
+    assert not wrong
