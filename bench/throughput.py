@@ -25,22 +25,29 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
-import resource
-import shutil
-import tempfile
-import threading
-import time
-from pathlib import Path
+import sys
 
-import cv2
+# bench/ holds scoring.py: keep this folder off the path so `import scoring` is the package
+# (pool workers inherit the path)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-from omr.batch import run_batch
-from omr.layout import load_layout
-from omr.pages import iter_pages
-from omr.store import open_store
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+
+from omr.batch import run_batch  # noqa: E402
+from omr.layout import load_layout  # noqa: E402
+from omr.pages import iter_pages  # noqa: E402
+from omr.store import open_store  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,10 +247,24 @@ def main() -> None:
             lines.append(f"| batch, {w} worker{'s' if w > 1 else ''} | {r['rate']:.2f} | {per_page:.0f} | "
                          f"{per_page / dec:.2f} | {per_page * w:.0f} | {r['cpu_ms']:.0f} | "
                          f"{r['load_ms']:.0f} | {r['read_ms']:.0f} |")
+        one = results[min(results)]
+        overhead = one["wall_s"] / one["pages"] * 1e3 - one["load_ms"] - one["read_ms"]
+        lines += [
+            "",
+            "÷ decode is the wall time per page over the plain decode time per page.  With one worker "
+            f"a page costs its decode ({one['load_ms']:.0f} ms in the batch) + the reader "
+            f"({one['read_ms']:.0f} ms) + {overhead:.0f} ms for everything else (hashing, planning, "
+            "scoring, the SQLite commit); more workers divide the wall time per page.  CPU ms/page "
+            "counts the main process and its workers: about the same at any worker count, so pages/s "
+            "≈ free cores × 1000 / CPU ms.",
+        ]
         if len(results) > 1:
             lo, hi = min(results), max(results)
+            loads = ", ".join(f"{results[w]['load_avg']:.1f}" for w in results)
             lines += ["", f"Scaling {lo} → {hi} workers: ×{results[hi]['rate'] / results[lo]['rate']:.2f} "
-                          f"(linear would be ×{hi / lo:.0f})."]
+                          f"(linear would be ×{hi / lo:.0f}); 1-minute load average when each run started: "
+                          f"{loads} (other people's jobs on the same 2 cores cut the scaling: with two "
+                          "busy processes beside it the 2-worker run gains nothing)."]
         lines += [
             "",
             f"Memory, {rm['pages']} distinct pages with {w} workers: peak resident memory of the main "
