@@ -299,12 +299,33 @@ def _read_bytes(ref: PageRef) -> bytes:
         raise ImageReadError(f"{ref.source}: cannot read the file: {err.strerror or err}") from err
 
 
-def _decode_cv2(data: bytes, ref: PageRef, kind: str) -> NDArray[np.uint8] | None:
-    if kind == "jpeg" and b"\xff\xd9" not in data[-_JPEG_TAIL_BYTES:]:
+def _check_jpeg_complete(data: bytes, ref: PageRef) -> None:
+    """Reject a truncated JPEG (OpenCV would decode it, padding the missing rows grey).
+
+    The end-of-image marker normally ends the file; when it is not in the last KiB
+    (a truncated file, or a writer that appends trailing data), the entropy-coded data
+    is checked to its end by a fast 1/8-scale decode.
+    """
+    if b"\xff\xd9" in data[-_JPEG_TAIL_BYTES:]:
+        return
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.draft("L", (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()
+    except (OSError, SyntaxError, ValueError) as err:
         raise ImageReadError(
-            f"{ref.source}: truncated JPEG ({len(data)} bytes, no end-of-image marker in the last "
-            f"{_JPEG_TAIL_BYTES} bytes); copy or scan the page again"
-        )
+            f"{ref.source}: truncated JPEG ({len(data)} bytes, no end-of-image marker; {err}); "
+            "copy or scan the page again"
+        ) from err
+
+
+def _decode_cv2(data: bytes, ref: PageRef, kind: str) -> NDArray[np.uint8] | None:
+    if kind == "jpeg":
+        _check_jpeg_complete(data, ref)
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
         return None

@@ -192,7 +192,7 @@ def test_unknown_suffix_is_decoded_by_content(tmp_path):
         ("empty.jpg", b"", r"empty file \(0 bytes\)"),
         ("text.jpg", b"hello, not an image\n" * 3, r"not an image .*expected JPEG, PNG, TIFF or PDF"),
         ("cut.png", "png-half", r"cannot decode the PNG"),
-        ("cut.jpg", "jpg-half", r"truncated JPEG .*no end-of-image marker"),
+        ("cut.jpg", "jpg-half", r"truncated JPEG .*no end-of-image marker.*copy or scan the page again"),
         ("cut.tif", "tif-half", r"cannot decode the TIFF"),
     ],
 )
@@ -211,6 +211,16 @@ def test_unreadable_files_raise_image_read_error_naming_the_file(tmp_path, name,
     with pytest.raises(ImageReadError, match=match) as info:
         load_page(ref_of(path))
     assert name in str(info.value)
+
+
+def test_jpeg_with_trailing_data_is_read_and_a_nearly_complete_one_is_not(tmp_path):
+    img = gray_image(64, 48)
+    data = cv2.imencode(".jpg", img)[1].tobytes()
+    (tmp_path / "trailer.jpg").write_bytes(data + b"\0vendor trailer" * 200)
+    assert load_page(ref_of(tmp_path / "trailer.jpg")).shape == (64, 48)
+    (tmp_path / "short.jpg").write_bytes(data[:-40])
+    with pytest.raises(ImageReadError, match="short.jpg: truncated JPEG"):
+        load_page(ref_of(tmp_path / "short.jpg"))
 
 
 def test_missing_file_and_missing_page(tmp_path):
