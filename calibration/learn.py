@@ -49,11 +49,7 @@ def calibrate(
     if f.ndim != 2 or f.shape[0] < _MIN_BOXES:
         return replace(base, source="default")
     fill, stroke, ink = f[:, _FILL], f[:, _STROKE], f[:, _INK]
-    # the lower half by fill is blank on any real card (at most one box in five is marked)
-    quiet = fill <= np.median(fill)
-    floor_fill = float(np.percentile(fill[quiet], 99.5))
-    floor_stroke = float(np.percentile(stroke[quiet], 99.5))
-    floor_ink = float(np.percentile(ink[quiet], 99.5))
+    floor_fill, floor_stroke, floor_ink = (_noise_floor(v, fill) for v in (fill, stroke, ink))
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
     )
@@ -74,6 +70,15 @@ def calibrate(
         ink_blank=round(ink_blank, 4),
         source=source,
     )
+
+
+def _noise_floor(values: NDArray[np.float32], fill: NDArray[np.float32]) -> float:
+    """99.5th percentile of ``values`` over the lower half of boxes by ``fill``.
+
+    That half is blank on any real card (at most one box in five is marked), so this is
+    what blank boxes reach through noise, dirt and leftover print.
+    """
+    return float(np.percentile(values[fill <= np.median(fill)], 99.5))
 
 
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
@@ -98,9 +103,7 @@ def bitonal_thresholds_for_card(answer_features: NDArray[np.float32], n_options:
     level = float(np.clip(0.8 * np.median(answered), 0.5, base.fill_mark))
     # blank: the noise floor of the quiet half (letters and outlines thresholded
     # unevenly leave a few black samples after the print template)
-    flat = fill.ravel()
-    floor = float(np.percentile(flat[flat <= np.median(flat)], 99.5))
-    blank = float(np.clip(floor + 0.03, base.fill_blank, 0.2))
+    blank = float(np.clip(_noise_floor(fill.ravel(), fill.ravel()) + 0.03, base.fill_blank, 0.2))
     return replace(
         base,
         fill_mark=round(level, 4),
