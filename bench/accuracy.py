@@ -40,6 +40,7 @@ class Tally:
     bitonal_questions: int = 0
     bitonal_question_marks: int = 0
     silent_answer_errors: int = 0
+    unmarked_misreads: int = 0  # wrong reads not shown as '?', on any card (ok or review)
     silent_code_errors: int = 0
     silent_version_errors: int = 0
     barcodes_expected: int = 0
@@ -52,13 +53,22 @@ class Tally:
     examples: list = field(default_factory=list)
 
 
-def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: bool = False) -> Tally:
+def run(
+    count: int,
+    seed: int,
+    damage: str,
+    dpi: float | None = None,
+    verbose: bool = False,
+    gamma: tuple[float, float] | None = None,
+) -> Tally:
     layout = load_layout()
     rng = np.random.default_rng(seed)
     t = Tally()
     for i in range(count):
         spec = random_card_spec(layout, rng)
-        ranges = {"dpi": (dpi,)} if dpi else {}
+        ranges: dict = {"dpi": (dpi,)} if dpi else {}
+        if gamma:
+            ranges["gamma"] = gamma
         dmg = random_damage(rng, damage, **ranges)
         card = synth_card(layout, spec, dmg, seed=seed * 100_003 + i)
         image = card.image if card.image.ndim == 2 else cv2.cvtColor(card.image, cv2.COLOR_BGR2GRAY)
@@ -78,6 +88,7 @@ def run(count: int, seed: int, damage: str, dpi: float | None = None, verbose: b
         acceptable = truth["acceptable"]
         wrong = [q for q, ch in enumerate(reading.responses) if ch not in acceptable[q]]
         t.questions += len(acceptable)
+        t.unmarked_misreads += sum(reading.responses[q] != "?" for q in wrong)
         t.question_marks += reading.responses.count("?")
         if "bitonal" in reading.flags:
             t.bitonal_cards += 1
@@ -127,10 +138,12 @@ def report(t: Tally, args: argparse.Namespace) -> str:
     grey_questions = t.questions - t.bitonal_questions
     lines = [
         f"accuracy: {t.cards} cards, damage={args.damage}, seed={args.seed}"
-        + (f", dpi={args.dpi}" if args.dpi else ""),
+        + (f", dpi={args.dpi}" if args.dpi else "")
+        + (f", gamma={args.gamma}" if args.gamma else ""),
         f"  ok {t.ok}  review {t.review}  error {t.error}",
         f"  silent errors on ok cards: answers {t.silent_answer_errors}, code numbers "
         f"{t.silent_code_errors}, versions {t.silent_version_errors}",
+        f"  wrong reads not shown as '?' on any card (ok or review): {t.unmarked_misreads}",
         f"  '?' on {t.question_marks} of {t.questions} questions read "
         f"({100 * t.question_marks / max(t.questions, 1):.3f} %); on clear questions "
         f"(one acceptable read) {t.question_marks_clear} "
@@ -157,9 +170,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--damage", default="all", help="none, mild, heavy or all")
     parser.add_argument("--dpi", type=float, default=None)
+    parser.add_argument(
+        "--gamma", default=None, help="LO,HI: scanner tone curves drawn from this range (default: none)"
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
-    tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose)
+    gamma = tuple(float(v) for v in args.gamma.split(",")) if args.gamma else None
+    tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose, gamma)
     print(report(tally, args))
     silent = tally.silent_answer_errors + tally.silent_code_errors + tally.silent_version_errors
     return 1 if silent else 0

@@ -23,9 +23,9 @@ from numpy.typing import NDArray
 
 from calibration.thresholds import MarkThresholds, bitonal_thresholds
 
-__all__ = ["bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
+__all__ = ["adapt_to_light_marks", "bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
 
-_FILL, _INK, _ASYM, _CORE, _STROKE = range(5)
+_FILL, _INK, _ASYM, _CORE, _STROKE, _PEAK = range(6)
 #: fewest boxes on which a level is learned; fewer leaves the default
 _MIN_BOXES = 50
 
@@ -84,6 +84,98 @@ def _noise_floor(values: NDArray[np.float32], fill: NDArray[np.float32]) -> floa
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
     """Thresholds for a lone card from its own (N_answer_boxes, F) features."""
     return calibrate(answer_features, source="card")
+
+
+#: fewest clearly answered questions (of one kind) on which a card's own mark level is trusted
+_MIN_MARKS = 25
+#: where the fill levels go between the card's blank level (0) and its typical solid mark (1)
+_REL_FILL_BLANK, _REL_FILL_MARK = 0.35, 0.55
+#: likewise the peak levels, as shares of the card's typical cross or tick peak (the
+#: defaults 0.33 / 0.5 against crosses that peak at ~0.85)
+_REL_PEAK_BLANK, _REL_PEAK_MARK = 0.4, 0.6
+#: stroke share under which a box of a light-handed card may be blank (measured: blank
+#: boxes stay under 0.03, light ticks reach 0.14)
+_LIGHT_STROKE_BLANK = 0.08
+
+
+def adapt_to_light_marks(
+    thresholds: MarkThresholds, answer_features: NDArray[np.float32], n_options: int
+) -> MarkThresholds:
+    """Lower the fill levels for a card whose marks came out lighter than the levels expect.
+
+    The default levels assume a pencil fill scans at >= ~0.4 darkness (of the marker
+    ink).  A scanner with another tone curve (gamma), a faded copy or a hard pencil can
+    bring every fill of a card down to 0.2-0.3, where the default levels call them
+    blank: a silent error.  Each question of a card is its own control: its darkest
+    box is usually the mark, the others are blank.  The typical darkest box over the
+    clearly answered questions with a solid (untextured) mark is this card's mark
+    level; the levels are put between its blank level and that, never above the
+    given levels and never into the blank boxes' noise.  An erasure residue of the
+    same pencil scales down with it, so it stays under the lowered blank level.
+
+    Parameters
+    ----------
+    thresholds : MarkThresholds
+        The levels in force (defaults, per-card or per-batch calibration).
+    answer_features : (Q * n_options, F) float32 ndarray
+        One card's answer-box features, questions in order.
+    n_options : int
+
+    Returns
+    -------
+    MarkThresholds
+        ``thresholds`` unchanged unless the card's marks are light.
+    """
+    f = np.asarray(answer_features, dtype=np.float32)
+    if f.ndim != 2 or f.shape[0] % n_options or f.shape[0] < _MIN_BOXES:
+        return thresholds
+    fill = f[:, _FILL].reshape(-1, n_options)
+    order = np.argsort(-fill, axis=1)
+
+    def top_two(column: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        values = np.take_along_axis(f[:, column].reshape(-1, n_options), order[:, :2], axis=1)
+        return values[:, 0], values[:, 1]
+
+    top, second = top_two(_FILL)
+    top_stroke, _ = top_two(_STROKE)
+    top_peak, _ = top_two(_PEAK)
+    blank_level = float(np.median(fill))
+    # one box stands well out of its row: this card's marks
+    lift = top - blank_level
+    answered = (lift >= 0.1) & (top - second >= 0.6 * lift)
+    changes: dict[str, float] = {}
+    solid = answered & (top_stroke < thresholds.stroke_mark)  # even fills, not crosses
+    if solid.sum() >= _MIN_MARKS and np.percentile(top[solid], 10) < thresholds.fill_mark:
+        mark_level = float(np.median(top[solid]))
+        span = mark_level - blank_level
+        floor = _noise_floor(fill.ravel(), fill.ravel())
+        fill_blank = max(blank_level + _REL_FILL_BLANK * span, floor + 0.03)
+        changes["fill_blank"] = min(fill_blank, thresholds.fill_blank)
+        fill_mark = max(blank_level + _REL_FILL_MARK * span, fill_blank + 0.05)
+        changes["fill_mark"] = min(fill_mark, thresholds.fill_mark)
+        # a tick by the same light hand peaks about as dark as its fills: not blank
+        # below that, but not marked on that alone either (a faint touch peaks there too)
+        peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
+        solid_peak = float(np.median(top_peak[solid]))
+        peak_blank = max(_REL_PEAK_BLANK * solid_peak, peak_floor + 0.05)
+        changes["peak_blank"] = min(peak_blank, thresholds.peak_blank)
+    drawn = answered & (top_stroke >= thresholds.stroke_mark)  # crosses and ticks
+    if drawn.sum() >= _MIN_MARKS and np.percentile(top_peak[drawn], 10) < thresholds.peak_mark:
+        mark_peak = float(np.median(top_peak[drawn]))
+        peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
+        peak_blank = max(_REL_PEAK_BLANK * mark_peak, peak_floor + 0.05)
+        changes["peak_blank"] = min(peak_blank, changes.get("peak_blank", thresholds.peak_blank))
+        changes["peak_mark"] = min(max(_REL_PEAK_MARK * mark_peak, peak_blank + 0.08), thresholds.peak_mark)
+    if not changes:
+        return thresholds
+    # a tick or a cross drawn with this light hand is as faint as a stray touch on a
+    # normal card: lines that are there at all keep the box out of "blank"
+    changes["stroke_blank"] = min(thresholds.stroke_blank, _LIGHT_STROKE_BLANK)
+    return replace(
+        thresholds,
+        **{k: round(float(v), 4) for k, v in changes.items()},
+        source=f"{thresholds.source}+light_marks",
+    )
 
 
 def bitonal_thresholds_for_card(answer_features: NDArray[np.float32], n_options: int) -> MarkThresholds:

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration import MarkThresholds
-from calibration.learn import bitonal_thresholds_for_card, calibrate_card
+from calibration.learn import adapt_to_light_marks, bitonal_thresholds_for_card, calibrate_card
 from omr.decode import (
     CODE_REVIEW_FLAGS,
     decode_barcode,
@@ -123,8 +123,11 @@ def read_card(
     bitonal = is_bitonal(gray)
     if bitonal:  # batch levels learned on grey scans do not apply
         thresholds = bitonal_thresholds_for_card(features[slices["answers"]], len(layout.options))
-    elif thresholds is None:
-        thresholds = calibrate_card(features[slices["answers"]])
+    else:
+        if thresholds is None:
+            thresholds = calibrate_card(features[slices["answers"]])
+        # batch levels too: one card may come out lighter than the batch (a faded copy)
+        thresholds = adapt_to_light_marks(thresholds, features[slices["answers"]], len(layout.options))
     states = classify_boxes(features, thresholds)
 
     n_options = len(layout.options)

@@ -431,6 +431,8 @@ class ScanDamage:
     perspective : corner displacement as a fraction of the page's short side
     blur_sigma_mm : Gaussian blur of the optics
     brightness, contrast : ``out = (v - 128) * contrast + 128 + brightness``
+    gamma : the scanner's tone curve, ``out = 255 * (v / 255) ** gamma`` (> 1 darkens
+        the greys, < 1 lightens them: light pencil comes out lighter still)
     noise_sigma : Gaussian sensor noise, gray levels
     color : a BGR scan, paper tinted by ``tint_bgr`` (per-channel gains)
     bitonal : threshold to black/white at ``bitonal_threshold`` (a 1-bit scan)
@@ -448,6 +450,7 @@ class ScanDamage:
     blur_sigma_mm: float = 0.0
     brightness: float = 0.0
     contrast: float = 1.0
+    gamma: float = 1.0
     noise_sigma: float = 0.0
     color: bool = False
     tint_bgr: tuple[float, float, float] = (0.94, 0.98, 1.0)
@@ -485,6 +488,7 @@ class DamageRanges:
     blur_sigma_mm: tuple[float, float] = (0.0, 0.0)
     brightness: tuple[float, float] = (0.0, 0.0)
     contrast: tuple[float, float] = (1.0, 1.0)
+    gamma: tuple[float, float] = (1.0, 1.0)
     noise_sigma: tuple[float, float] = (0.0, 0.0)
     p_color: float = 0.0
     p_bitonal: float = 0.0
@@ -556,6 +560,8 @@ def random_damage(rng: np.random.Generator, preset: str = "mild", **ranges: Any)
         blur_sigma_mm=uni(r.blur_sigma_mm),
         brightness=uni(r.brightness),
         contrast=uni(r.contrast),
+        # drawn only when a range is given, so the presets' random streams stay as they were
+        gamma=uni(r.gamma),
         noise_sigma=uni(r.noise_sigma),
         color=color,
         tint_bgr=(float(rng.uniform(0.88, 0.97)), float(rng.uniform(0.95, 1.0)), 1.0),
@@ -949,6 +955,7 @@ def _scan(
     if damage.blur_sigma_mm > 0:
         img = cv2.GaussianBlur(img, (0, 0), damage.blur_sigma_mm * s_final)
     lut = np.clip((np.arange(256) - 128.0) * damage.contrast + 128.0 + damage.brightness, 0, 255)
+    lut = 255.0 * (lut / 255.0) ** damage.gamma
     img = cv2.LUT(img, np.rint(lut).astype(np.uint8))
     if damage.color:
         img = cv2.merge([cv2.LUT(img, np.rint(np.arange(256) * g).astype(np.uint8))
