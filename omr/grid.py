@@ -39,6 +39,7 @@ __all__ = [
     "paper_levels",
     "remove_print",
     "sample_darkness",
+    "surround_darkness",
 ]
 
 #: columns of the feature matrix returned by `box_features`
@@ -290,3 +291,44 @@ def outline_evidence(
     # the weakest edge: a box slid sideways keeps its top and bottom lines under the
     # samples but loses a side, so an average over the edges would hide it
     return darkness.reshape(len(centers), 4, 3).max(axis=2).min(axis=1)
+
+
+def surround_darkness(
+    gray: NDArray[np.uint8],
+    homography: NDArray[np.float64],
+    layout: CardLayout,
+    paper: NDArray[np.float32],
+    ink_u8: float,
+    gap_mm: float = 0.6,
+) -> NDArray[np.float32]:
+    """(N,) how dark the paper just above and below each box is (the cleaner of the two).
+
+    Samples a line across the box's width ``gap_mm`` outside its top and bottom
+    outline, in the white gap between rows.  A pencil mark stays in its box; a stain,
+    a rubber stamp, a scanner's dirty-roller band or a pen scribble crossing the row
+    darkens a gap too, and then whatever the box holds may be that dirt rather than
+    a mark.  Both gaps must be dirty: a stray pen line or a speck in one gap beside a
+    clean mark is common and harmless (measured: taking the darker gap flagged a third
+    of the synthetic cards).  Above the first row of a block (column letters, digit
+    headers) only the gap below counts.
+    """
+    b = layout.bubble
+    xs = np.linspace(-0.4, 0.4, 7) * b.width_mm
+    dy = b.height_mm / 2 + gap_mm
+    offsets = np.concatenate(
+        [np.stack([xs, np.full_like(xs, -dy)], -1), np.stack([xs, np.full_like(xs, dy)], -1)]
+    )
+    centers = layout.box_centers()
+    darkness = _darkness_at(gray, homography, centers[:, None, :] + offsets[None, :, :], paper, ink_u8)
+    above, below = darkness.reshape(len(centers), 2, len(xs)).mean(axis=2).T
+    return np.where(_first_rows(layout), below, np.minimum(above, below))
+
+
+def _first_rows(layout: CardLayout) -> NDArray[np.bool_]:
+    """(N,) True for boxes with printed headers above them: a block's first row, the
+    code grid's first digit row, the version row."""
+    a, g = layout.answers, layout.code_grid
+    first_answer = np.repeat(np.arange(a.questions) % a.rows_per_block == 0, len(a.options))
+    first_digit = np.tile(np.arange(g.rows) == 0, g.columns)
+    version = np.ones(len(layout.version.labels), dtype=bool)
+    return np.concatenate([first_answer, first_digit, version])

@@ -35,9 +35,10 @@ from omr.grid import (
     paper_levels,
     remove_print,
     sample_darkness,
+    surround_darkness,
 )
 from omr.layout import CardLayout
-from omr.marks import AMBIGUOUS, classify_boxes, read_responses
+from omr.marks import AMBIGUOUS, BLANK, classify_boxes, read_responses
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
@@ -47,6 +48,10 @@ MIN_OUTLINE_EVIDENCE = 0.15
 MIN_PART_OUTLINE_RATIO = 0.6
 #: likewise one question (measured: aligned >= 0.9, 2.5 mm off <= 0.25 of the card's median)
 MIN_QUESTION_OUTLINE_RATIO = 0.4
+#: darkness of the gaps around a box from which it counts as standing in dirt (measured on
+#: 60 damaged synthetic scans, 65,000 boxes, pencil overshoot and specks included: 99.99th
+#: percentile 0.043, max 0.068; under stains, stamps and roller bands: 0.1-1)
+MAX_SURROUND_DARKNESS = 0.12
 #: flags that explain but do not send a card to review
 INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "rotated"})
 
@@ -129,6 +134,10 @@ def read_card(
         # batch levels too: one card may come out lighter than the batch (a faded copy)
         thresholds = adapt_to_light_marks(thresholds, features[slices["answers"]], len(layout.options))
     states = classify_boxes(features, thresholds)
+    # a box standing in dirt (a stain, a stamp, a scanner band crossing the row) may hold
+    # that dirt rather than a mark: whatever is in it, a person must look
+    dirty = measured.surround >= MAX_SURROUND_DARKNESS
+    states = np.where(dirty & (states != BLANK), np.int8(AMBIGUOUS), states).astype(np.int8)
 
     n_options = len(layout.options)
     answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
@@ -151,6 +160,10 @@ def read_card(
     )
     if ambiguous.size:
         flags.append("ambiguous:" + ",".join(str(q + 1) for q in ambiguous))
+    dirty_boxes = dirty[slices["answers"]] & (states[slices["answers"]] == AMBIGUOUS)
+    dirty_questions = np.flatnonzero(dirty_boxes.reshape(-1, n_options).any(axis=1))
+    if dirty_questions.size:
+        flags.append("dirty:" + ",".join(str(q + 1) for q in dirty_questions))
     if misplaced.any():
         flags.append("misplaced:" + ",".join(str(q + 1) for q in np.flatnonzero(misplaced)))
     flags.extend(code.flags)
@@ -192,6 +205,8 @@ class CardMeasurement:
     registration : Registration
     outline : (N_boxes,) float32 darkness of each box's printed outline where the
         registration puts it (`omr.grid.outline_evidence`)
+    surround : (N_boxes,) float32 darkness of the paper gaps above and below each box
+        (`omr.grid.surround_darkness`): dirt, not marks, when it is high
     flags : registration doubts (``registration_doubtful:<part>``)
     """
 
@@ -199,6 +214,7 @@ class CardMeasurement:
     registration: Registration
     outline: NDArray[np.float32]
     flags: tuple[str, ...]
+    surround: NDArray[np.float32]
 
 
 def is_bitonal(gray: NDArray[np.uint8], max_grey_share: float = 0.02) -> bool:
@@ -233,6 +249,7 @@ def measure_card(
     paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
     darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
     outline = outline_evidence(gray, registration.homography, layout, paper, registration.ink_u8)
+    surround = surround_darkness(gray, registration.homography, layout, paper, registration.ink_u8)
     parts = _part_names(layout)
     names = sorted(set(parts))
     part_levels = np.array([np.median(outline[parts == name]) for name in names])
@@ -252,6 +269,7 @@ def measure_card(
         registration=registration,
         outline=outline,
         flags=flags,
+        surround=surround,
     )
 
 

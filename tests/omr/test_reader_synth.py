@@ -72,3 +72,24 @@ def test_light_tone_curve_is_not_read_blank(gamma):
     ]
     assert not wrong
     assert reading.responses.count("?") <= 10
+
+
+def test_dirt_across_a_row_sends_its_marks_to_review():
+    """A grey band (a dirty roller, a stain) over questions 2-3 and the gaps around them:
+    what looks marked there may be the dirt, so those questions are '?' and flagged."""
+    spec = random_card_spec(LAYOUT, np.random.default_rng(5), x_candidates=0.0, blank=0.0)
+    card = synth_card(LAYOUT, spec, ScanDamage(dpi=200), seed=5)
+    image = card.image.copy()
+    mm_to_px = np.asarray(card.truth["mm_to_px"])
+    a = LAYOUT.answers
+    top = a.first_center_mm[1] + a.row_pitch_mm * 0.5  # between questions 1 and 2
+    bottom = a.first_center_mm[1] + a.row_pitch_mm * 2.5  # between questions 3 and 4
+    corners = np.array([[20.0, top], [50.0, top], [50.0, bottom], [20.0, bottom]])
+    quad = project_points(mm_to_px, corners).astype(np.int32)
+    band = np.zeros_like(image)
+    cv2.fillPoly(band, [quad], 110)
+    image = cv2.subtract(image, band)
+    reading = read_card(image, LAYOUT)
+    assert reading.responses[1:3] == "??"
+    assert any(f.startswith("dirty:") and "2" in f.split(":")[1].split(",") for f in reading.flags)
+    assert reading.responses[0] != "?" and reading.responses[3] != "?"
