@@ -398,8 +398,7 @@ def _fit(
         window = gray[y0:y1, x0:x1]
         if window.size == 0 or min(window.shape) < 5:
             raise MarkerNotFoundError(f"marker {k} lies at the image edge; rescan the whole sheet")
-        ink = float(np.percentile(window, 5))
-        paper = float(np.percentile(window, 95))
+        ink, paper = _percentiles_u8(window, (5.0, 95.0))
         inks.append(ink)
         papers.append(paper)
         level = (ink + paper) / 2
@@ -452,6 +451,27 @@ def _fit(
         ink_u8=float(np.median(inks)),
         paper_u8=float(np.median(papers)),
     )
+
+
+def _percentiles_u8(values: NDArray[np.uint8], percents: tuple[float, float]) -> tuple[float, float]:
+    """``np.percentile(values, percents)`` (linear method, bit for bit) from a 256-bin histogram.
+
+    A histogram and its cumulative sum cost ~30 µs on a marker's window, a sort-based
+    percentile ~150 µs (eight of them per page).
+    """
+    n = values.size
+    cum = np.cumsum(cv2.calcHist([values], [0], None, [256], [0, 256]).ravel().astype(np.int64))
+    out = []
+    for percent in percents:
+        q = percent / 100
+        virtual = (n - 1) * q  # numpy's virtual index for the linear method
+        lo = int(np.floor(virtual))
+        t = virtual - lo
+        lo, hi = min(max(lo, 0), n - 1), min(max(lo + 1, 0), n - 1)
+        a, b = np.searchsorted(cum, [lo, hi], side="right").tolist()  # the sorted values at lo, hi
+        diff = b - a
+        out.append(float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t))
+    return out[0], out[1]
 
 
 def _weighted_homography(
