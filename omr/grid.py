@@ -130,28 +130,24 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     as scanned, blur and all).  Subtracting it leaves only what the candidate drew,
     which is what lets a blurred pencil cross be told from a light grey letter.
     """
+    glyphs = grid.glyph_groups
+    labels, counts = np.unique(glyphs[glyphs >= 0], return_counts=True)
+    members = [np.flatnonzero(glyphs == g) for g in labels[counts >= MIN_TEMPLATE_BOXES]]
     residual = darkness.copy()
-    groups = [
-        g
-        for g in np.unique(grid.glyph_groups[grid.glyph_groups >= 0])
-        if (grid.glyph_groups == g).sum() >= MIN_TEMPLATE_BOXES
-    ]
-    templates = {}
-    for group in groups:
-        group_darkness = darkness[grid.glyph_groups == group]
-        quartile = group_darkness.shape[0] // 4  # np.partition: ~10x faster than percentile
-        templates[group] = np.partition(group_darkness, quartile, axis=0)[quartile]
-    if not templates:
-        return np.clip(residual, 0.0, 1.0)
+    if not members:
+        return np.clip(residual, 0.0, 1.0, out=residual)
+    # np.partition along the samples of a transposed group: the same order statistic as
+    # along axis 0, without its strided access (~2x faster)
+    templates = [np.partition(darkness[m].T, m.size // 4, axis=1)[:, m.size // 4] for m in members]
     # A candidate who marks the same letter on most questions (guessing "all C") would
     # turn that glyph's template into a mark and erase the marks: a template much
     # darker than the other glyphs' is not print, so that group keeps its raw darkness.
-    weights = np.array([t.mean() for t in templates.values()])
+    weights = np.array([t.mean() for t in templates])
     limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
-    for group, template in templates.items():
-        if template.mean() <= limit:
-            residual[grid.glyph_groups == group] -= template
-    return np.clip(residual, 0.0, 1.0)
+    for m, template, weight in zip(members, templates, weights, strict=True):
+        if weight <= limit:
+            residual[m] -= template
+    return np.clip(residual, 0.0, 1.0, out=residual)
 
 
 def paper_levels(
