@@ -253,8 +253,8 @@ def main() -> None:
             "| run | pages/s | wall ms/page | ÷ decode | ms/page per worker | CPU ms/page | load ms "
             "| read ms |",
             "|---|---|---|---|---|---|---|---|",
-            f"| decode only (`cv2.imread` gray, 1 process) | {1e3 / dec:.1f} | {dec:.1f} | 1.0 | {dec:.1f} | "
-            f"{dec:.1f} | | |",
+            f"| decode only (`cv2.imread` gray, 1 process{', 1 core' if pinned else ''}) | {1e3 / dec:.1f} "
+            f"| {dec:.1f} | 1.0 | {dec:.1f} | {dec:.1f} | | |",
         ]
         for w, r in results.items():
             per_page = r["wall_s"] / r["pages"] * 1e3
