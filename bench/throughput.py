@@ -8,7 +8,9 @@ Usage::
 1. Generates ``--cards`` synthetic 300 DPI JPEG cards (`omr.synth.write_dataset`,
    ``mild`` damage) into ``--data`` (kept and reused by later runs).
 2. Times a plain decode of the same files, ``cv2.imread(path, IMREAD_GRAYSCALE)``,
-   one process, files warm in the page cache: the floor any reader pays.
+   one process pinned to one core (``--core``), files warm in the page cache: the
+   floor any reader pays.  The 1-worker batch runs pinned to the same core, so
+   "÷ decode" compares one core with one core; runs with more workers use all cores.
 3. Runs the whole batch (`omr.batch.run_batch`: enumerate + hash, read, score,
    store in SQLite) with 1 worker (in-process) and with a 2-process pool, each into a
    fresh store, ``--repeats`` times (the fastest run is kept: the machine is shared);
@@ -178,17 +180,24 @@ def main() -> None:
     ap.add_argument("--memory-pages", type=int, default=1000)
     ap.add_argument("--repeats", type=int, default=2, help="runs per worker count; the fastest is kept")
     ap.add_argument("--write-results", action="store_true")
+    ap.add_argument("--core", type=int, default=0,
+                    help="CPU the decode baseline and the 1-worker batch are pinned to (-1: no pinning)")
     args = ap.parse_args()
+    all_cores = os.sched_getaffinity(0)
 
     paths = make_cards(args.data, args.cards, args.seed)
     worker_counts = [int(w) for w in args.workers.split(",")]
     _, scorer = _score_fn()
+    pinned = args.core >= 0
+    if pinned:  # one core for the baseline and the 1-worker run: a second core would flatter them
+        os.sched_setaffinity(0, {args.core})
     dec = decode_ms(paths)
     print(f"decode only: {dec:.1f} ms/page ({len(paths)} files, cv2.imread IMREAD_GRAYSCALE)")
     results = {}
     with tempfile.TemporaryDirectory(prefix="omr-bench-") as tmp_s:
         tmp = Path(tmp_s)
         for w in worker_counts:
+            os.sched_setaffinity(0, {args.core} if pinned and w == 1 else all_cores)
             runs = [run([str(p) for p in paths], w, tmp, f"w{w}-{k}") for k in range(args.repeats)]
             r = min(runs, key=lambda x: x["wall_s"])  # the least disturbed run on a shared machine
             per_page = r["wall_s"] / r["pages"] * 1e3
@@ -209,6 +218,7 @@ def main() -> None:
             with open(dst, "ab") as fh:
                 fh.write(f"copy{i}".encode())
         w = max(worker_counts)
+        os.sched_setaffinity(0, {args.core} if pinned and w == 1 else all_cores)
         rss_at: dict[int, int] = {}
         done = [0]
         marks = {max(1, args.memory_pages // 10), args.memory_pages}
@@ -232,15 +242,19 @@ def main() -> None:
             "",
             f"`bench/throughput.py --cards {args.cards} --memory-pages {args.memory_pages} --repeats "
             f"{args.repeats}` on this 2-core "
-            f"machine (shared), {time.strftime('%Y-%m-%d')}: {len(paths)} synthetic 300 DPI JPEG cards "
+            f"machine (shared), {time.strftime('%Y-%m-%d')}"
+            + (f"; the decode baseline and the 1-worker batch pinned to core {args.core} "
+               "(`os.sched_setaffinity`, as `taskset -c`), the 2-worker runs on all cores"
+               if pinned else "; no CPU pinning")
+            + f": {len(paths)} synthetic 300 DPI JPEG cards "
             "(`omr.synth`, mild damage); whole batch = enumerate + sha256, decode, read, score "
             f"({scorer}), one SQLite transaction per page.",
             "",
             "| run | pages/s | wall ms/page | ÷ decode | ms/page per worker | CPU ms/page | load ms "
             "| read ms |",
             "|---|---|---|---|---|---|---|---|",
-            f"| decode only (`cv2.imread` gray, 1 process) | {1e3 / dec:.1f} | {dec:.1f} | 1.0 | {dec:.1f} | "
-            f"{dec:.1f} | | |",
+            f"| decode only (`cv2.imread` gray, 1 process{', 1 core' if pinned else ''}) | {1e3 / dec:.1f} "
+            f"| {dec:.1f} | 1.0 | {dec:.1f} | {dec:.1f} | | |",
         ]
         for w, r in results.items():
             per_page = r["wall_s"] / r["pages"] * 1e3

@@ -21,6 +21,7 @@ depend on the scanner's brightness, paper tint or the pencil's shade of grey.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -131,28 +132,24 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     as scanned, blur and all).  Subtracting it leaves only what the candidate drew,
     which is what lets a blurred pencil cross be told from a light grey letter.
     """
+    glyphs = grid.glyph_groups
+    labels, counts = np.unique(glyphs[glyphs >= 0], return_counts=True)
+    members = [np.flatnonzero(glyphs == g) for g in labels[counts >= MIN_TEMPLATE_BOXES]]
     residual = darkness.copy()
-    groups = [
-        g
-        for g in np.unique(grid.glyph_groups[grid.glyph_groups >= 0])
-        if (grid.glyph_groups == g).sum() >= MIN_TEMPLATE_BOXES
-    ]
-    templates = {}
-    for group in groups:
-        group_darkness = darkness[grid.glyph_groups == group]
-        quartile = group_darkness.shape[0] // 4  # np.partition: ~10x faster than percentile
-        templates[group] = np.partition(group_darkness, quartile, axis=0)[quartile]
-    if not templates:
-        return np.clip(residual, 0.0, 1.0)
+    if not members:
+        return np.clip(residual, 0.0, 1.0, out=residual)
+    # np.partition along the samples of a transposed group: the same order statistic as
+    # along axis 0, without its strided access (~2x faster)
+    templates = [np.partition(darkness[m].T, m.size // 4, axis=1)[:, m.size // 4] for m in members]
     # A candidate who marks the same letter on most questions (guessing "all C") would
     # turn that glyph's template into a mark and erase the marks: a template much
     # darker than the other glyphs' is not print, so that group keeps its raw darkness.
-    weights = np.array([t.mean() for t in templates.values()])
+    weights = np.array([t.mean() for t in templates])
     limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
-    for group, template in templates.items():
-        if template.mean() <= limit:
-            residual[grid.glyph_groups == group] -= template
-    return np.clip(residual, 0.0, 1.0)
+    for m, template, weight in zip(members, templates, weights, strict=True):
+        if weight <= limit:
+            residual[m] -= template
+    return np.clip(residual, 0.0, 1.0, out=residual)
 
 
 def paper_levels(
@@ -273,6 +270,20 @@ def outline_evidence(
     error but not a wrong form or a page registered to the wrong place: on this
     card the outlines are there (evidence ~0.3–1), on anything else they are not.
     """
+    points = _outline_points_mm(layout)
+    darkness = _darkness_at(gray, homography, points, paper, ink_u8)
+    # the weakest edge: a box slid sideways keeps its top and bottom lines under the
+    # samples but loses a side, so an average over the edges would hide it
+    # (elementwise max/min over the 3 offsets and 4 edges: a NumPy reduction over
+    # such short axes costs ~10x more)
+    per_edge = darkness.reshape(len(points), 4, 3)
+    edges = np.maximum(np.maximum(per_edge[..., 0], per_edge[..., 1]), per_edge[..., 2])
+    return np.minimum(np.minimum(edges[:, 0], edges[:, 1]), np.minimum(edges[:, 2], edges[:, 3]))
+
+
+@functools.lru_cache(maxsize=4)
+def _outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
+    """(N, 12, 2) outline samples of every box: 4 edges x 3 offsets (built once per layout)."""
     b = layout.bubble
     hx = b.width_mm / 2 - b.outline_width_mm / 2
     hy = b.height_mm / 2 - b.outline_width_mm / 2
@@ -286,11 +297,9 @@ def outline_evidence(
             np.stack([0 * across, hy + across], -1)[None],
         ]
     ).reshape(-1, 2)
-    centers = layout.box_centers()
-    darkness = _darkness_at(gray, homography, centers[:, None, :] + offsets[None, :, :], paper, ink_u8)
-    # the weakest edge: a box slid sideways keeps its top and bottom lines under the
-    # samples but loses a side, so an average over the edges would hide it
-    return darkness.reshape(len(centers), 4, 3).max(axis=2).min(axis=1)
+    points = layout.box_centers()[:, None, :] + offsets[None, :, :]
+    points.flags.writeable = False
+    return points
 
 
 def surround_darkness(

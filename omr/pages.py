@@ -18,7 +18,7 @@ memory.
 Formats and decoders (the kind comes from the file's first bytes, not its name):
 
 ==========  ===========================================================================
-jpeg, png   ``cv2.imdecode(..., IMREAD_GRAYSCALE)`` (the fast path); a JPEG without its
+jpeg, png   ``cv2.imread(path, IMREAD_GRAYSCALE)`` (the fast path); a JPEG without its
             end-of-image marker is rejected as truncated rather than read half grey
 tiff        Pillow, one frame per page (multi-page TIFF); bitonal, 16-bit and colour
 pdf         pypdfium2, one page per card: a page that is a single upright embedded scan
@@ -71,6 +71,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf", ".
 
 _HASH_CHUNK_BYTES = 1 << 20
 _JPEG_TAIL_BYTES = 1024
+_SNIFF_BYTES = 1024
 _PDF_POINTS_PER_INCH = 72.0
 
 
@@ -288,15 +289,56 @@ def to_gray_u8(image: NDArray, *, channel_order: str = "BGR") -> NDArray[np.uint
     return np.ascontiguousarray(image)
 
 
+def _open_error(ref: PageRef, err: OSError) -> ImageReadError:
+    """The ImageReadError for a file that cannot be opened or read."""
+    if isinstance(err, FileNotFoundError):
+        return ImageReadError(f"{ref.source}: no such file; check the path")
+    if isinstance(err, IsADirectoryError):
+        return ImageReadError(f"{ref.source}: is a folder, not an image file")
+    return ImageReadError(f"{ref.source}: cannot read the file: {err.strerror or err}")
+
+
 def _read_bytes(ref: PageRef) -> bytes:
     try:
         return Path(ref.path).read_bytes()
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{ref.source}: no such file; check the path") from err
-    except IsADirectoryError as err:
-        raise ImageReadError(f"{ref.source}: is a folder, not an image file") from err
     except OSError as err:
-        raise ImageReadError(f"{ref.source}: cannot read the file: {err.strerror or err}") from err
+        raise _open_error(ref, err) from err
+
+
+@dataclass(frozen=True, slots=True)
+class _FileEnds:
+    """The first and the last KiB of a file (what sniffing and the JPEG end check need)."""
+
+    head: bytes
+    tail: bytes
+
+
+def _read_ends(ref: PageRef) -> _FileEnds:
+    try:
+        with open(ref.path, "rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+            size = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, size - _JPEG_TAIL_BYTES))
+            return _FileEnds(head=head, tail=fh.read(_JPEG_TAIL_BYTES))
+    except OSError as err:
+        raise _open_error(ref, err) from err
+
+
+def _decode_file(ref: PageRef, kind: str, ends: _FileEnds) -> NDArray[np.uint8] | None:
+    """A JPEG or PNG decoded straight from its file (None when OpenCV cannot).
+
+    ``cv2.imread`` and ``cv2.imdecode`` decode alike, but reading the file into a
+    Python ``bytes`` first cost ~4.5 ms per 300 DPI page, almost all of it page
+    faults: the extra megabytes of the buffer made the C allocator hand the decoded
+    image fresh, untouched memory on every page (`bench/RESULTS.md` ## Throughput).
+    A JPEG's end marker is checked on the file's last KiB (`_check_jpeg_complete`).
+    """
+    if kind == "jpeg" and b"\xff\xd9" not in ends.tail:
+        _check_jpeg_complete(_read_bytes(ref), ref)
+    gray = cv2.imread(ref.path, cv2.IMREAD_GRAYSCALE)
+    if gray is None or gray.size == 0:
+        return None
+    return np.ascontiguousarray(gray)
 
 
 def _check_jpeg_complete(data: bytes, ref: PageRef) -> None:
@@ -457,16 +499,20 @@ def load_page(ref: PageRef, *, pdf_dpi: float = 300.0) -> NDArray[np.uint8]:
         return _load_tiff(ref)
     if kind == "pdf":
         return _load_pdf(ref, pdf_dpi)
-    data = _read_bytes(ref)
-    if not data:
+    ends = _read_ends(ref)
+    if not ends.head:
         raise ImageReadError(f"{ref.source}: empty file (0 bytes); scan or copy the page again")
-    sniffed = _sniff(data[:1024])
+    sniffed = _sniff(ends.head)
     if sniffed != kind and sniffed in ("tiff", "pdf"):  # changed since it was described
         return load_page(PageRef(ref.source, ref.page, ref.path, ref.content_hash, sniffed, ref.pages),
                          pdf_dpi=pdf_dpi)
     if ref.page != 1:
         raise ImageReadError(f"{ref.source}: a single image has one page, page {ref.page} asked for")
     if sniffed in ("jpeg", "png"):
+        gray = _decode_file(ref, sniffed, ends)
+        if gray is not None:
+            return gray
+        data = _read_bytes(ref)  # decode the bytes again for the reason
         gray = _decode_cv2(data, ref, sniffed)
         if gray is None:
             raise ImageReadError(
@@ -474,7 +520,7 @@ def load_page(ref: PageRef, *, pdf_dpi: float = 300.0) -> NDArray[np.uint8]:
                 "truncated or corrupt); copy or scan the page again"
             )
         return gray
-    return _load_other(data, ref)
+    return _load_other(_read_bytes(ref), ref)
 
 
 def count_sources(inputs: Sequence[str]) -> int:

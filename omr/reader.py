@@ -11,8 +11,10 @@ out).  The data flow::
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -220,8 +222,9 @@ class CardMeasurement:
 def is_bitonal(gray: NDArray[np.uint8], max_grey_share: float = 0.02) -> bool:
     """True for a 1-bit scan (black and white only, perhaps lightly compressed)."""
     step = max(1, min(gray.shape) // 300)
-    sample = gray[::step, ::step]
-    return float(np.mean((sample > 40) & (sample < 215))) < max_grey_share
+    sample = np.ascontiguousarray(gray[::step, ::step])
+    grey = cv2.countNonZero(cv2.inRange(sample, 41, 214))  # 40 < v < 215; ~3x np.mean of a mask
+    return grey / sample.size < max_grey_share
 
 
 def measure_card(
@@ -250,9 +253,8 @@ def measure_card(
     darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
     outline = outline_evidence(gray, registration.homography, layout, paper, registration.ink_u8)
     surround = surround_darkness(gray, registration.homography, layout, paper, registration.ink_u8)
-    parts = _part_names(layout)
-    names = sorted(set(parts))
-    part_levels = np.array([np.median(outline[parts == name]) for name in names])
+    names, members = _card_parts(layout)
+    part_levels = np.array([_median(outline[index]) for index in members], dtype=np.float32)
     if part_levels.max() < MIN_OUTLINE_EVIDENCE:
         raise PageNotFoundError(
             f"not a {layout.name} card: its bubble outlines are not where the corner markers put "
@@ -283,3 +285,20 @@ def _part_names(layout: CardLayout) -> NDArray[np.str_]:
     names[slices["code"]] = "code"
     names[slices["version"]] = "version"
     return names.astype(str)
+
+
+@functools.lru_cache(maxsize=4)
+def _card_parts(layout: CardLayout) -> tuple[tuple[str, ...], tuple[NDArray[np.intp], ...]]:
+    """The part names, sorted, and the box indices of each (built once per layout)."""
+    parts = _part_names(layout)
+    names = tuple(sorted(set(parts.tolist())))
+    return names, tuple(np.flatnonzero(parts == name) for name in names)
+
+
+def _median(values: NDArray[np.float32]) -> float:
+    """``np.median`` of a short 1-D float32 array (same value) without its ~15 µs overhead."""
+    ordered = np.sort(values)
+    mid = ordered.size // 2
+    if ordered.size % 2:
+        return float(ordered[mid])
+    return float((ordered[mid - 1] + ordered[mid]) / np.float32(2))
