@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -157,7 +157,15 @@ def register_page(
         raise PageNotFoundError(f"page is {w}x{h} px: too small to hold a card; scan at >= 150 DPI")
     small, factor = work if work is not None else make_work_image(gray, params.work_long_side_px)
     try:
-        rough = to_page_px(_find_marker_quad(small, layout, params), factor)
+        try:
+            rough = to_page_px(_find_marker_quad(small, layout, params), factor)
+        except MarkerNotFoundError:
+            # a marker dented by dirt, a fold or halftoning is no longer a neat square:
+            # look again with looser shape tests.  The rectangle of four, the one hole,
+            # the fit residual and the printed outlines still have to agree, so a
+            # wrong quadruple is rejected downstream rather than read.
+            loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
+            rough = to_page_px(_find_marker_quad(small, layout, loose), factor)
     except MarkerNotFoundError:
         # say "blank" when there is next to no ink at all: the operator's fix differs
         step = max(1, min(gray.shape) // 400)
