@@ -40,7 +40,7 @@ from omr.grid import (
     surround_darkness,
 )
 from omr.layout import CardLayout
-from omr.marks import AMBIGUOUS, BLANK, classify_boxes, read_responses
+from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
@@ -54,6 +54,8 @@ MIN_QUESTION_OUTLINE_RATIO = 0.4
 #: 60 damaged synthetic scans, 65,000 boxes, pencil overshoot and specks included: 99.99th
 #: percentile 0.043, max 0.068; under stains, stamps and roller bands: 0.1-1)
 MAX_SURROUND_DARKNESS = 0.12
+#: share of questions read '*' beyond which no '*' on the card is trusted (real cards: ~1%)
+MAX_MULTIPLE_SHARE = 0.1
 #: flags that explain but do not send a card to review
 INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "rotated"})
 
@@ -148,6 +150,13 @@ def read_card(
     outline = measured.outline[slices["answers"]].reshape(layout.questions, n_options).mean(axis=1)
     misplaced = outline < MIN_QUESTION_OUTLINE_RATIO * max(float(np.median(outline)), 1e-6)
     answer_states = np.where(misplaced[:, None], np.int8(AMBIGUOUS), answer_states)
+    # candidates mark two boxes on ~1% of questions; when far more rows read '*', the
+    # box levels are fooled (speckle of a bad copy, a texture) and a blank row may as
+    # well read as one letter: no mark on this card is trusted, a person reads it
+    multiple = (answer_states == MARKED).sum(axis=1) >= 2
+    implausible = bool(multiple.sum() > MAX_MULTIPLE_SHARE * layout.questions)
+    if implausible:
+        answer_states = np.where(answer_states == MARKED, np.int8(AMBIGUOUS), answer_states)
     responses = read_responses(answer_states, layout.options)
     g = layout.code_grid
     grid_digits = read_grid_digits(states[slices["code"]].reshape(g.columns, g.rows), g.row_labels)
@@ -166,6 +175,8 @@ def read_card(
     dirty_questions = np.flatnonzero(dirty_boxes.reshape(-1, n_options).any(axis=1))
     if dirty_questions.size:
         flags.append("dirty:" + ",".join(str(q + 1) for q in dirty_questions))
+    if implausible:
+        flags.append("implausible_multiples")
     if misplaced.any():
         flags.append("misplaced:" + ",".join(str(q + 1) for q in np.flatnonzero(misplaced)))
     flags.extend(code.flags)

@@ -93,3 +93,22 @@ def test_dirt_across_a_row_sends_its_marks_to_review():
     assert reading.responses[1:3] == "??"
     assert any(f.startswith("dirty:") and "2" in f.split(":")[1].split(",") for f in reading.flags)
     assert reading.responses[0] != "?" and reading.responses[3] != "?"
+
+
+def test_speckled_copy_has_no_unflagged_multiple_answers():
+    """A bad photocopy's speckle can make blank boxes look marked on every row; far
+    more '*' than candidates ever give means the levels were fooled: '?' instead."""
+    spec = random_card_spec(LAYOUT, np.random.default_rng(8), x_candidates=1.0)
+    card = synth_card(LAYOUT, spec, ScanDamage(dpi=200), seed=8)
+    rng = np.random.default_rng(8)
+    image = card.image.copy()
+    specks = cv2.dilate((rng.random(image.shape) < 0.02).astype(np.uint8), np.ones((2, 2), np.uint8))
+    image[specks > 0] = 40
+    reading = read_card(image, LAYOUT)
+    wrong = [
+        (q + 1, ch, ok)
+        for q, (ch, ok) in enumerate(zip(reading.responses, card.truth["acceptable"], strict=True))
+        if ch not in ok and ch != "?"
+    ]
+    assert not wrong
+    assert "implausible_multiples" in reading.flags
