@@ -165,7 +165,10 @@ def register_page(
             # the fit residual and the printed outlines still have to agree, so a
             # wrong quadruple is rejected downstream rather than read.
             loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
-            rough = to_page_px(_find_marker_quad(small, layout, loose), factor)
+            try:
+                rough = to_page_px(_find_marker_quad(small, layout, loose), factor)
+            except MarkerNotFoundError:
+                rough = to_page_px(_find_marker_quad(small, layout, loose, half_way=True), factor)
     except MarkerNotFoundError:
         # say "blank" when there is next to no ink at all: the operator's fix differs
         step = max(1, min(gray.shape) // 400)
@@ -188,15 +191,25 @@ def register_page(
 
 
 def _find_marker_quad(
-    work: NDArray[np.uint8], layout: CardLayout, params: DetectParams
+    work: NDArray[np.uint8], layout: CardLayout, params: DetectParams, *, half_way: bool = False
 ) -> NDArray[np.float64]:
-    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order."""
+    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order.
+
+    ``half_way`` thresholds half-way between the page's darkest ink and its paper
+    instead of at Otsu's level: on a stained or textured page Otsu's level lets light
+    stains in, and a stain touching a marker merges with it.
+    """
     # flatten uneven light (a shadow, a lamp gradient) before one global threshold: the
     # page over its local paper level, paper estimated by a max filter wider than a marker
     paper_k = max(3, int(round(max(work.shape) / 297 * 14)) | 1)
     paper = cv2.blur(cv2.dilate(work, np.ones((paper_k, paper_k), np.uint8)), (paper_k, paper_k))
     flat = cv2.divide(work, np.maximum(paper, 1), scale=255)
-    _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    if half_way:
+        # the markers, bars and fills are the darkest ~1% of the page
+        ink, paper_level = np.percentile(flat[::2, ::2], [0.2, 50])
+        _, dark = cv2.threshold(flat, (ink + paper_level) / 2, 255, cv2.THRESH_BINARY_INV)
+    else:
+        _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     # the page fills at least ~60% of the scan's long side: bounds on a marker's area
     long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
     min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm

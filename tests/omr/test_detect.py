@@ -71,3 +71,21 @@ def test_check_image_names_the_parameter():
         register_page(np.zeros((10, 10, 3), np.uint8), LAYOUT)
     with pytest.raises(ValueError, match="float64"):
         check_image(np.zeros((10, 10)), "gray")
+
+
+def test_half_way_threshold_finds_the_same_markers():
+    """The fallback threshold (half-way between the darkest ink and the paper, used when
+    light stains pass Otsu's level and merge with a marker) finds the markers too."""
+    import numpy as np
+
+    from omr.detect import DetectParams, _find_marker_quad, make_work_image
+    from omr.layout import load_layout
+    from omr.synth import ScanDamage, random_card_spec, synth_card
+
+    layout = load_layout()
+    spec = random_card_spec(layout, np.random.default_rng(3))
+    card = synth_card(layout, spec, ScanDamage(dpi=200, rotation_deg=4.0, noise_sigma=4.0), seed=3)
+    work, _ = make_work_image(card.image, 700)
+    otsu = _find_marker_quad(work, layout, DetectParams())
+    half_way = _find_marker_quad(work, layout, DetectParams(), half_way=True)
+    assert np.abs(otsu - half_way).max() < 1.5
