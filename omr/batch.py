@@ -149,7 +149,15 @@ class _Pool:
         )
 
     def submit(self, ref: PageRef) -> cf.Future:
-        return self._pool.submit(process_page, ref, *self._args)
+        try:
+            return self._pool.submit(process_page, ref, *self._args)
+        except cf.process.BrokenProcessPool as err:
+            # a worker died before its broken future was collected: hand back a failed
+            # future, so this page takes the same road as the others in flight (restart,
+            # then each read alone) instead of the exception ending the batch
+            failed: cf.Future = cf.Future()
+            failed.set_exception(err)
+            return failed
 
     def wait_first(self, pending: Iterable[cf.Future]) -> set[cf.Future]:
         return cf.wait(pending, return_when=cf.FIRST_COMPLETED).done
