@@ -30,8 +30,8 @@ other       decoded by content: OpenCV first, then Pillow
 Conversion to gray (`to_gray_u8`), one rule everywhere: colour -> ITU-R BT.601 luma
 ``Y = 0.299 R + 0.587 G + 0.114 B`` (what both OpenCV's ``IMREAD_GRAYSCALE`` and
 Pillow's ``convert("L")`` compute), alpha dropped; 16-bit -> the high byte
-(``v >> 8``); bitonal -> 0 / 255.  EXIF orientation is ignored: the reader finds
-the card's turn itself.
+(``v >> 8``); bitonal -> 0 / 255.  OpenCV applies a JPEG's EXIF orientation tag,
+Pillow (TIFF) does not; either way the reader finds the card's turn itself.
 
 A file that cannot be opened or counted still yields one page (page 1): decoding it
 raises `ImageReadError`, so the batch records one ``error`` row with the reason and
