@@ -143,9 +143,15 @@ def adapt_to_light_marks(
     # one box stands well out of its row: this card's marks
     lift = top - blank_level
     answered = (lift >= 0.1) & (top - second >= 0.6 * lift)
-    changes: dict[str, float] = {}
     solid = answered & (top_stroke < thresholds.stroke_mark)  # even fills, not crosses
-    if solid.sum() >= _MIN_MARKS and np.percentile(top[solid], 10) < thresholds.fill_mark:
+    drawn = answered & (top_stroke >= thresholds.stroke_mark)  # crosses and ticks
+    light_solid = solid.sum() >= _MIN_MARKS and np.percentile(top[solid], 10) < thresholds.fill_mark
+    light_drawn = drawn.sum() >= _MIN_MARKS and np.percentile(top_peak[drawn], 10) < thresholds.peak_mark
+    if not (light_solid or light_drawn):
+        return thresholds  # the usual case: the marks clear the levels in force
+    changes: dict[str, float] = {}
+    peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
+    if light_solid:
         mark_level = float(np.median(top[solid]))
         span = mark_level - blank_level
         floor = _noise_floor(fill.ravel(), fill.ravel())
@@ -155,19 +161,14 @@ def adapt_to_light_marks(
         changes["fill_mark"] = min(fill_mark, thresholds.fill_mark)
         # a tick by the same light hand peaks about as dark as its fills: not blank
         # below that, but not marked on that alone either (a faint touch peaks there too)
-        peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
         solid_peak = float(np.median(top_peak[solid]))
         peak_blank = max(_REL_PEAK_BLANK * solid_peak, peak_floor + 0.05)
         changes["peak_blank"] = min(peak_blank, thresholds.peak_blank)
-    drawn = answered & (top_stroke >= thresholds.stroke_mark)  # crosses and ticks
-    if drawn.sum() >= _MIN_MARKS and np.percentile(top_peak[drawn], 10) < thresholds.peak_mark:
+    if light_drawn:
         mark_peak = float(np.median(top_peak[drawn]))
-        peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
         peak_blank = max(_REL_PEAK_BLANK * mark_peak, peak_floor + 0.05)
         changes["peak_blank"] = min(peak_blank, changes.get("peak_blank", thresholds.peak_blank))
         changes["peak_mark"] = min(max(_REL_PEAK_MARK * mark_peak, peak_blank + 0.08), thresholds.peak_mark)
-    if not changes:
-        return thresholds
     # a tick or a cross drawn with this light hand is as faint as a stray touch on a
     # normal card: lines that are there at all keep the box out of "blank"
     changes["stroke_blank"] = min(thresholds.stroke_blank, _LIGHT_STROKE_BLANK)

@@ -156,19 +156,21 @@ def register_page(
     if min(h, w) < 100:
         raise PageNotFoundError(f"page is {w}x{h} px: too small to hold a card; scan at >= 150 DPI")
     small, factor = work if work is not None else make_work_image(gray, params.work_long_side_px)
+    # a marker dented by dirt, a fold or halftoning is no longer a neat square, and on a
+    # stained page Otsu's level lets stains merge with a marker: the later passes loosen
+    # the shape tests, then the threshold.  The rectangle of four, the one hole, the fit
+    # residual and the printed outlines still have to agree, so a wrong quadruple is
+    # rejected downstream rather than read.
+    loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
+    passes = ((params, False), (loose, False), (loose, True))
     try:
-        try:
-            rough = to_page_px(_find_marker_quad(small, layout, params), factor)
-        except MarkerNotFoundError:
-            # a marker dented by dirt, a fold or halftoning is no longer a neat square:
-            # look again with looser shape tests.  The rectangle of four, the one hole,
-            # the fit residual and the printed outlines still have to agree, so a
-            # wrong quadruple is rejected downstream rather than read.
-            loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
+        for attempt, (shape, half_way) in enumerate(passes):
             try:
-                rough = to_page_px(_find_marker_quad(small, layout, loose), factor)
+                rough = to_page_px(_find_marker_quad(small, layout, shape, half_way=half_way), factor)
+                break
             except MarkerNotFoundError:
-                rough = to_page_px(_find_marker_quad(small, layout, loose, half_way=True), factor)
+                if attempt == len(passes) - 1:
+                    raise
     except MarkerNotFoundError:
         # say "blank" when there is next to no ink at all: the operator's fix differs
         step = max(1, min(gray.shape) // 400)

@@ -308,11 +308,10 @@ def surround_darkness(
     layout: CardLayout,
     paper: NDArray[np.float32],
     ink_u8: float,
-    gap_mm: float = 0.6,
 ) -> NDArray[np.float32]:
     """(N,) how dark the paper just above and below each box is (the cleaner of the two).
 
-    Samples a line across the box's width ``gap_mm`` outside its top and bottom
+    Samples a line across the box's width 0.6 mm outside its top and bottom
     outline, in the white gap between rows.  A pencil mark stays in its box; a stain,
     a rubber stamp, a scanner's dirty-roller band or a pen scribble crossing the row
     darkens a gap too, and then whatever the box holds may be that dirt rather than
@@ -321,23 +320,34 @@ def surround_darkness(
     of the synthetic cards).  Above the first row of a block (column letters, digit
     headers) only the gap below counts.
     """
+    points, first_rows = _surround_points_mm(layout)
+    darkness = _darkness_at(gray, homography, points, paper, ink_u8)
+    above, below = darkness.reshape(len(points), 2, -1).mean(axis=2).T
+    return np.where(first_rows, below, np.minimum(above, below))
+
+
+@functools.lru_cache(maxsize=4)
+def _surround_points_mm(
+    layout: CardLayout, gap_mm: float = 0.6
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """(N, 14, 2) gap samples of every box (7 above, 7 below) and the (N,) boxes with
+    printed headers above them: a block's first row, the code grid's first digit row,
+    the version row (built once per layout)."""
     b = layout.bubble
     xs = np.linspace(-0.4, 0.4, 7) * b.width_mm
     dy = b.height_mm / 2 + gap_mm
     offsets = np.concatenate(
         [np.stack([xs, np.full_like(xs, -dy)], -1), np.stack([xs, np.full_like(xs, dy)], -1)]
     )
-    centers = layout.box_centers()
-    darkness = _darkness_at(gray, homography, centers[:, None, :] + offsets[None, :, :], paper, ink_u8)
-    above, below = darkness.reshape(len(centers), 2, len(xs)).mean(axis=2).T
-    return np.where(_first_rows(layout), below, np.minimum(above, below))
-
-
-def _first_rows(layout: CardLayout) -> NDArray[np.bool_]:
-    """(N,) True for boxes with printed headers above them: a block's first row, the
-    code grid's first digit row, the version row."""
+    points = layout.box_centers()[:, None, :] + offsets[None, :, :]
     a, g = layout.answers, layout.code_grid
-    first_answer = np.repeat(np.arange(a.questions) % a.rows_per_block == 0, len(a.options))
-    first_digit = np.tile(np.arange(g.rows) == 0, g.columns)
-    version = np.ones(len(layout.version.labels), dtype=bool)
-    return np.concatenate([first_answer, first_digit, version])
+    first_rows = np.concatenate(
+        [
+            np.repeat(np.arange(a.questions) % a.rows_per_block == 0, len(a.options)),
+            np.tile(np.arange(g.rows) == 0, g.columns),
+            np.ones(len(layout.version.labels), dtype=bool),
+        ]
+    )
+    points.flags.writeable = False
+    first_rows.flags.writeable = False
+    return points, first_rows

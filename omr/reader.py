@@ -141,7 +141,7 @@ def read_card(
     # a box standing in dirt (a stain, a stamp, a scanner band crossing the row) may hold
     # that dirt rather than a mark: whatever is in it, a person must look
     dirty = measured.surround >= MAX_SURROUND_DARKNESS
-    states = np.where(dirty & (states != BLANK), np.int8(AMBIGUOUS), states).astype(np.int8)
+    states = np.where(dirty & (states != BLANK), np.int8(AMBIGUOUS), states)
 
     n_options = len(layout.options)
     answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
