@@ -91,27 +91,53 @@ def decode_barcode(
         from pyzbar import pyzbar
     except ImportError as err:  # pyzbar raises ImportError when libzbar is absent
         raise BarcodeError(f"libzbar not found ({err}); install it: apt-get install libzbar0") from err
-    symbols = [pyzbar.ZBarSymbol.CODE128]
     rate = float(np.clip(px_per_mm, 4.0, 5.0))
     x0, y0, x1, y1 = layout.barcode.box_mm
     margin = 3.0
     # a 1-D code decodes from a few scan lines: first a band across the middle of the
-    # bars (a quarter of the box's pixels), then the whole box, then the header
+    # bars (a quarter of the box's pixels), then the whole box
     bars_mid = y0 + (y1 - y0) * 0.35
-    regions = [
-        ("box", (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5)),
-        ("box", (x0 - margin, y0 - margin, x1 + margin, y1 + margin)),
-    ]
-    if search_header:
+    band = _warp_region(gray, homography, (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5), rate)
+    found = _decode_region(pyzbar, band, "box") or _decode_region(
+        pyzbar,
+        _warp_region(gray, homography, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), rate),
+        "box",
+    )
+    # then the header, but only when the box shows no bars: a label on its box that
+    # does not decode (a sticker, a stroke, a smudge over it) is not elsewhere, and
+    # searching the header costs ~20 ms a card
+    if found is None and search_header and not _holds_bars(band):
         top_of_answers = float(layout.answers.centers()[..., 1].min()) - layout.bubble.height_mm
-        regions.append(("header", (0.0, 0.0, layout.page_width_mm, max(y1 + margin, top_of_answers))))
-    for where, rect in regions:
-        region = _warp_region(gray, homography, rect, rate)
-        for candidate in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
-            found = _first_code(pyzbar.decode(candidate, symbols=symbols), where)
-            if found:
-                return found
+        header = (0.0, 0.0, layout.page_width_mm, max(y1 + margin, top_of_answers))
+        found = _decode_region(pyzbar, _warp_region(gray, homography, header, rate), "header")
+    return found
+
+
+def _decode_region(pyzbar: Any, region: NDArray[np.uint8], where: str) -> BarcodeRead | None:
+    """The first Code 128 symbol zbar finds in ``region`` as scanned, else after Otsu."""
+    for candidate in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
+        found = _first_code(pyzbar.decode(candidate, symbols=[pyzbar.ZBarSymbol.CODE128]), where)
+        if found:
+            return found
     return None
+
+
+#: a band across a barcode's bars has at least this many ink/paper edges along a row
+#: (a 9-digit Code 128 has ~30 bars, ~60 edges; a sticker over half of them leaves ~25;
+#: a pen stroke or a smudge across an empty box gives 0-4)
+MIN_BAR_EDGES = 12
+#: and ink this much darker than its paper (grey levels, 5th against 95th percentile)
+MIN_BAR_CONTRAST = 50
+
+
+def _holds_bars(band: NDArray[np.uint8]) -> bool:
+    """True when an upright band across the barcode box shows a barcode's bars."""
+    lo, hi = np.percentile(band, [5, 95])
+    if hi - lo < MIN_BAR_CONTRAST:
+        return False
+    dark = band < (lo + hi) / 2
+    edges = np.count_nonzero(dark[:, 1:] != dark[:, :-1], axis=1)
+    return float(np.median(edges)) >= MIN_BAR_EDGES
 
 
 def _warp_region(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -52,6 +53,9 @@ class DetectParams:
     max_marker_aspect: float = 1.25
     min_marker_solidity: float = 0.80
     max_candidates: int = 14
+    #: stop looking in a corner window after this many square blobs (largest first);
+    #: 0 = look at all ``max_candidates``
+    max_squares_per_corner: int = 0
     max_marker_size_spread: float = 1.6
     max_side_ratio_error: float = 0.15
     max_marker_scale_error: float = 0.45
@@ -162,7 +166,11 @@ def register_page(
     # residual and the printed outlines still have to agree, so a wrong quadruple is
     # rejected downstream rather than read.
     loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
-    passes = ((params, False), (loose, False), (loose, True))
+    # the first pass shape-tests only the few largest square blobs of each corner (the
+    # marker is the largest solid square there on a usual card: ~4 ms less than testing
+    # every candidate); a page where that finds no marker rectangle gets the full search
+    quick = replace(params, max_squares_per_corner=3)
+    passes = ((quick, False), (params, False), (loose, False), (loose, True))
     try:
         for attempt, (shape, half_way) in enumerate(passes):
             try:
@@ -314,6 +322,7 @@ def _square_blobs(
     loose[0] = False  # background label
     # markers are the largest solid squares on the card (36 mm² against a bubble's 12):
     # only the biggest few candidates need the (per-blob, Python-level) shape test
+    found = 0
     for label in np.flatnonzero(loose)[np.argsort(-area[loose])][: params.max_candidates]:
         x, y, cw, ch = stats[label, :4]
         blob = (labels[y : y + ch, x : x + cw] == label).astype(np.uint8)
@@ -327,6 +336,9 @@ def _square_blobs(
             continue
         centers.append((cx + x + x_off, cy + y + y_off))
         sides.append(float(np.sqrt(filled)))
+        found += 1
+        if found == params.max_squares_per_corner:
+            return
 
 
 def _components(binary: NDArray[np.uint8]) -> tuple:
@@ -360,26 +372,17 @@ def _orient(
     m = layout.markers
     hole_r = m.hole_side_mm / 2 * 0.5 * px_per_mm
     ring_r = (m.hole_side_mm / 2 + m.side_mm / 2) / 2 * px_per_mm
-    contrasts = []
-    for cx, cy in quad:
-        centre = _patch_mean(gray, cx, cy, hole_r)
-        ring = np.median(
-            [
-                _patch_mean(gray, cx + dx * ring_r, cy + dy * ring_r, hole_r * 0.6)
-                for dx, dy in (
-                    (1, 0),
-                    (-1, 0),
-                    (0, 1),
-                    (0, -1),
-                    (0.7, 0.7),
-                    (-0.7, -0.7),
-                    (0.7, -0.7),
-                    (-0.7, 0.7),
-                )
-            ]
-        )
-        outside = _patch_mean(gray, cx + (m.side_mm / 2 + m.quiet_zone_mm / 2) * px_per_mm, cy, hole_r)
-        contrasts.append((centre - ring) / max(outside - ring, 1.0))
+    # per marker: its centre (the hole), eight patches on the ring of ink around it, one
+    # patch of the paper outside it; patch means read off one integral image per marker
+    offsets = np.array(
+        [(0.0, 0.0)]
+        + [(dx * ring_r, dy * ring_r) for dx, dy in _RING_DIRECTIONS]
+        + [((m.side_mm / 2 + m.quiet_zone_mm / 2) * px_per_mm, 0.0)]
+    )
+    radii = np.array([hole_r] + [hole_r * 0.6] * len(_RING_DIRECTIONS) + [hole_r])
+    means = _patch_means(gray, quad[:, None, :] + offsets[None], radii)  # (4, 10)
+    ring = np.median(means[:, 1:-1], axis=1)
+    contrasts = ((means[:, 0] - ring) / np.maximum(means[:, -1] - ring, 1.0)).tolist()
     holes = [i for i, c in enumerate(contrasts) if c > params.min_hole_contrast]
     if len(holes) != 1:
         found = ", ".join(f"{c:.2f}" for c in contrasts)
@@ -404,15 +407,34 @@ def _orient(
     return ordered, rotation
 
 
-def _patch_mean(gray: NDArray[np.uint8], x: float, y: float, r: float) -> float:
-    """Mean grey level of the square of half-side r around (x, y), clipped to the image."""
-    r = max(1.0, r)
+#: where the ring patches of the orientation test sit around a marker's centre
+_RING_DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1), (0.7, 0.7), (-0.7, -0.7), (0.7, -0.7), (-0.7, 0.7))
+
+
+def _patch_means(
+    gray: NDArray[np.uint8], centres: NDArray[np.float64], radii: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """(M, P) mean grey level of the squares of half-side ``radii[p]`` around ``centres[m, p]``.
+
+    Squares are clipped to the image (one off it keeps its edge row or column, so none
+    is empty).  One integral image per group ``m`` (a marker's neighbourhood) answers
+    all its squares: ~20x cheaper than a ``cv2.mean`` call per square.
+    """
     h, w = gray.shape
-    # plain int arithmetic: np.clip on scalars cost more than the 40 means of a page
-    x0, x1 = min(max(round(x - r), 0), w - 1), min(max(round(x + r) + 1, 1), w)
-    y0, y1 = min(max(round(y - r), 0), h - 1), min(max(round(y + r) + 1, 1), h)
-    patch = gray[y0:y1, x0:x1]
-    return float(cv2.mean(patch)[0]) if patch.size else 255.0
+    r = np.maximum(1.0, radii)
+    x, y = centres[..., 0], centres[..., 1]
+    x0 = np.clip(np.round(x - r), 0, w - 1).astype(np.intp)
+    x1 = np.clip(np.round(x + r) + 1, 1, w).astype(np.intp)
+    y0 = np.clip(np.round(y - r), 0, h - 1).astype(np.intp)
+    y1 = np.clip(np.round(y + r) + 1, 1, h).astype(np.intp)
+    means = np.empty(centres.shape[:-1])
+    for k in range(centres.shape[0]):
+        wx0, wy0 = x0[k].min(), y0[k].min()
+        integral = cv2.integral(gray[wy0 : y1[k].max(), wx0 : x1[k].max()], sdepth=cv2.CV_32S)
+        a, b, c, d = x0[k] - wx0, x1[k] - wx0, y0[k] - wy0, y1[k] - wy0
+        sums = integral[d, b] - integral[c, b] - integral[d, a] + integral[c, a]
+        means[k] = sums / ((b - a) * (d - c))
+    return means
 
 
 # -- precise fit ----------------------------------------------------------------------
@@ -428,16 +450,18 @@ def _fit(
     """Refine each marker at full resolution and fit the homography over corners + centres."""
     m = layout.markers
     mk = m.centers()
+    corners_mm = m.corners()
     px_per_mm = float(np.linalg.norm(rough[1] - rough[0]) / np.linalg.norm(mk[1] - mk[0]))
     h, w = gray.shape
-    image_pts, layout_pts = [], []
+    image_pts = []
     inks, papers = [], []
     rough_h, _ = cv2.findHomography(mk, rough, 0)
+    predicted_corners = project_points(rough_h, corners_mm)  # (4 markers, 4 corners, 2)
+    half = (m.side_mm / 2 + m.quiet_zone_mm * 0.8) * px_per_mm
     for k in range(4):
-        half = (m.side_mm / 2 + m.quiet_zone_mm * 0.8) * px_per_mm
         cx, cy = rough[k]
-        x0, y0 = int(max(0, np.floor(cx - half))), int(max(0, np.floor(cy - half)))
-        x1, y1 = int(min(w, np.ceil(cx + half) + 1)), int(min(h, np.ceil(cy + half) + 1))
+        x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
+        x1, y1 = min(w, math.ceil(cx + half) + 1), min(h, math.ceil(cy + half) + 1)
         window = gray[y0:y1, x0:x1]
         if window.size == 0 or min(window.shape) < 5:
             raise MarkerNotFoundError(f"marker {k} lies at the image edge; rescan the whole sheet")
@@ -460,18 +484,16 @@ def _fit(
             raise MarkerNotFoundError(f"marker {k} has no area at full resolution; rescan")
         centre = np.array([moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]])
         # corners: the contour points farthest along each predicted corner direction
-        predicted = project_points(rough_h, m.corners()[k]) - np.array([x0, y0])
+        predicted = predicted_corners[k] - np.array([x0, y0])
         pts = contour[:, 0, :].astype(np.float64)
-        corners = []
-        for p in predicted:
-            direction = p - centre
-            direction /= max(np.linalg.norm(direction), 1e-9)
-            corners.append(pts[np.argmax(pts @ direction)])
+        directions = predicted - centre
+        directions /= np.maximum(np.linalg.norm(directions, axis=1, keepdims=True), 1e-9)
+        along = pts[:, :1] * directions[:, 0] + pts[:, 1:] * directions[:, 1]  # (P, 4)
         # a contour traces pixel centres of the inside: move corners out by half a pixel
-        corners_arr = np.array(corners) + 0.5 * np.sign(predicted - centre)
+        corners_arr = pts[np.argmax(along, axis=0)] + 0.5 * np.sign(predicted - centre)
         image_pts.append(np.vstack([centre, corners_arr]) + np.array([x0, y0]))
-        layout_pts.append(np.vstack([mk[k], m.corners()[k]]))
-    src = np.concatenate(layout_pts)
+    layout_pts = np.concatenate([mk[:, None, :], corners_mm], axis=1)  # (4, 5, 2) centre + corners
+    src = layout_pts.reshape(-1, 2)
     dst = np.concatenate(image_pts)
     # the corners of a blurred square are rounded; weight centres (unbiased) more
     weights = np.tile([3.0, 1, 1, 1, 1], 4)

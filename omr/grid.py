@@ -69,6 +69,11 @@ class SamplingGrid:
     glyph_groups : (N,) int, boxes printed with the same letter share a group
         (answer option k; code digit row d; a version label joins the answer
         option with the same letter); -1 = no template
+    template_batches : the glyph groups large enough for a print template
+        (``MIN_TEMPLATE_BOXES``), as index arrays (G, n) of the groups of one size n,
+        so one ``np.partition`` call learns all their templates
+    template_rows : (N,) int, each box's group as a row of the templates stacked in
+        ``template_batches`` order; the number of groups for a box with no template
     """
 
     points_mm: NDArray[np.float64]
@@ -78,6 +83,8 @@ class SamplingGrid:
     corners: NDArray[np.bool_]
     side_middles: NDArray[np.bool_]
     glyph_groups: NDArray[np.int64]
+    template_batches: tuple[NDArray[np.intp], ...]
+    template_rows: NDArray[np.intp]
 
 
 def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int = 9) -> SamplingGrid:
@@ -113,6 +120,8 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     answer_groups = np.tile(np.arange(n_options), layout.questions)
     code_groups = n_options + np.tile(np.arange(g.rows), g.columns)
     version_groups = np.array([layout.options.find(label) for label in layout.version.labels])
+    glyph_groups = np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64)
+    template_batches, template_rows = _template_groups(glyph_groups)
     return SamplingGrid(
         points_mm=centers[:, None, :] + offsets[None, :, :],
         centers_mm=centers,
@@ -120,8 +129,24 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
         core=core,
         corners=corners,
         side_middles=side_middles,
-        glyph_groups=np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64),
+        glyph_groups=glyph_groups,
+        template_batches=template_batches,
+        template_rows=template_rows,
     )
+
+
+def _template_groups(
+    glyph_groups: NDArray[np.int64],
+) -> tuple[tuple[NDArray[np.intp], ...], NDArray[np.intp]]:
+    """The glyph groups that get a print template, batched by size, and each box's row."""
+    labels, counts = np.unique(glyph_groups[glyph_groups >= 0], return_counts=True)
+    members = [np.flatnonzero(glyph_groups == g) for g in labels[counts >= MIN_TEMPLATE_BOXES]]
+    sizes = sorted({m.size for m in members})
+    batches = tuple(np.stack([m for m in members if m.size == size]) for size in sizes)
+    rows = np.full(glyph_groups.shape, sum(len(b) for b in batches), dtype=np.intp)
+    for row, m in enumerate(m for batch in batches for m in batch):
+        rows[m] = row
+    return batches, rows
 
 
 def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[np.float32]:
@@ -132,23 +157,22 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     as scanned, blur and all).  Subtracting it leaves only what the candidate drew,
     which is what lets a blurred pencil cross be told from a light grey letter.
     """
-    glyphs = grid.glyph_groups
-    labels, counts = np.unique(glyphs[glyphs >= 0], return_counts=True)
-    members = [np.flatnonzero(glyphs == g) for g in labels[counts >= MIN_TEMPLATE_BOXES]]
-    residual = darkness.copy()
-    if not members:
-        return np.clip(residual, 0.0, 1.0, out=residual)
-    # np.partition along the samples of a transposed group: the same order statistic as
-    # along axis 0, without its strided access (~2x faster)
-    templates = [np.partition(darkness[m].T, m.size // 4, axis=1)[:, m.size // 4] for m in members]
+    # per batch of same-sized groups: (G, S, n) samples x boxes, the order statistic
+    # along the boxes (np.partition along the last, contiguous axis: ~2x faster)
+    templates = []
+    for batch in grid.template_batches:
+        k = batch.shape[1] // 4
+        templates.append(np.partition(darkness[batch].transpose(0, 2, 1), k, axis=2)[..., k])
+    if not templates:
+        return np.clip(darkness, 0.0, 1.0)
+    stacked = np.concatenate(templates + [np.zeros((1, darkness.shape[1]), np.float32)])
     # A candidate who marks the same letter on most questions (guessing "all C") would
     # turn that glyph's template into a mark and erase the marks: a template much
     # darker than the other glyphs' is not print, so that group keeps its raw darkness.
-    weights = np.array([t.mean() for t in templates])
+    weights = stacked[:-1].mean(axis=1)
     limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
-    for m, template, weight in zip(members, templates, weights, strict=True):
-        if weight <= limit:
-            residual[m] -= template
+    stacked[:-1][weights > limit] = 0.0
+    residual = darkness - stacked[grid.template_rows]
     return np.clip(residual, 0.0, 1.0, out=residual)
 
 
@@ -236,9 +260,10 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     clearly = (darkness >= CLEARLY_DARK).astype(np.float32)
     fill = darkness.mean(axis=1)
     ink = clearly.mean(axis=1)
+    # one sort gives both order statistics: the base (lower quartile) and the darkest tenth
+    ordered = np.sort(darkness, axis=1)
     quartile = darkness.shape[1] // 4
-    base = np.partition(darkness, quartile, axis=1)[:, quartile : quartile + 1]
-    stroke_mask = (darkness >= base + STROKE_CONTRAST).astype(np.float32)
+    stroke_mask = (darkness >= ordered[:, quartile : quartile + 1] + STROKE_CONTRAST).astype(np.float32)
     stroke = stroke_mask.mean(axis=1)
     halves = grid.halves.T.astype(np.float32)
     half_share = ((clearly + stroke_mask) / 2 @ halves) / halves.sum(axis=0)
@@ -247,7 +272,7 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     )
     core = darkness @ (grid.core / grid.core.sum()).astype(np.float32)
     tenth = max(1, darkness.shape[1] // 10)
-    peak = -np.partition(-darkness, tenth, axis=1)[:, :tenth].mean(axis=1)
+    peak = ordered[:, -tenth:].mean(axis=1)
     corners = grid.corners.T.astype(np.float32)
     middles = grid.side_middles.T.astype(np.float32)
     cross = ((clearly @ corners) / corners.sum(axis=0)).min(axis=1) - (

@@ -3,6 +3,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
+import omr.decode as decode_module
 from omr.decode import (
     decode_barcode,
     is_valid_code,
@@ -104,3 +105,24 @@ def test_label_stuck_off_its_box_is_found_in_the_header():
     reg = register_page(page, LAYOUT)
     read = decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)
     assert read is not None and (read.data, read.where) == ("987654325", "header")
+
+
+def test_a_damaged_label_on_its_box_is_not_searched_for_in_the_header():
+    """A sticker over half the bars: the label is on its box, so the header (~20 ms) is skipped."""
+    page = render_card(LAYOUT, "987654325", dpi=200)
+    reg = register_page(page, LAYOUT)
+    x0, y0, x1, y1 = (np.array(LAYOUT.barcode.box_mm) * 200 / 25.4).astype(int)
+    page[y0:y1, x0 + (x1 - x0) // 4 : x0 + 3 * (x1 - x0) // 4] = 245  # the middle half covered
+    with mock.patch("omr.decode._decode_region", wraps=decode_module._decode_region) as spy:
+        assert decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm) is None
+    assert [call.args[2] for call in spy.call_args_list] == ["box", "box"]
+
+
+def test_an_empty_box_sends_the_search_to_the_header():
+    page = render_card(LAYOUT, "987654325", dpi=200)
+    reg = register_page(page, LAYOUT)
+    x0, y0, x1, y1 = (np.array(LAYOUT.barcode.box_mm) * 200 / 25.4).astype(int)
+    page[y0:y1, x0:x1] = 250
+    with mock.patch("omr.decode._decode_region", wraps=decode_module._decode_region) as spy:
+        assert decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm) is None
+    assert [call.args[2] for call in spy.call_args_list] == ["box", "box", "header"]

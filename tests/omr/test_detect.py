@@ -89,3 +89,23 @@ def test_half_way_threshold_finds_the_same_markers():
     otsu = _find_marker_quad(work, layout, DetectParams())
     half_way = _find_marker_quad(work, layout, DetectParams(), half_way=True)
     assert np.abs(otsu - half_way).max() < 1.5
+
+
+def test_patch_means_match_plain_means_and_clip_to_the_image():
+    from omr.detect import _patch_means
+
+    rng = np.random.default_rng(3)
+    gray = rng.integers(0, 256, (120, 90), dtype=np.uint8)
+    centres = np.array(
+        [[[10.2, 15.7], [0.0, 0.0], [89.4, 60.0]], [[45.0, 119.9], [200.0, -5.0], [30.5, 30.5]]]
+    )
+    radii = np.array([3.3, 2.0, 0.4])
+    means = _patch_means(gray, centres, radii)
+    h, w = gray.shape
+    for k in range(centres.shape[0]):
+        for p in range(centres.shape[1]):
+            x, y = centres[k, p]
+            r = max(1.0, radii[p])
+            x0, x1 = min(max(round(x - r), 0), w - 1), min(max(round(x + r) + 1, 1), w)
+            y0, y1 = min(max(round(y - r), 0), h - 1), min(max(round(y + r) + 1, 1), h)
+            assert means[k, p] == pytest.approx(gray[y0:y1, x0:x1].mean(), abs=1e-9)

@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from omr.grid import MAX_TEMPLATE_EXCESS, MAX_TEMPLATE_RATIO, box_features, build_sampling_grid, remove_print
+from omr.layout import load_layout
+
+LAYOUT = load_layout()
+GRID = build_sampling_grid(LAYOUT)
+
+
+def _remove_print_per_group(darkness: np.ndarray) -> np.ndarray:
+    """The rule written plainly: one glyph group at a time."""
+    glyphs = GRID.glyph_groups
+    labels, counts = np.unique(glyphs[glyphs >= 0], return_counts=True)
+    members = [np.flatnonzero(glyphs == g) for g in labels[counts >= 5]]
+    templates = [np.sort(darkness[m], axis=0)[m.size // 4] for m in members]  # lower quartile
+    weights = np.array([t.mean() for t in templates])
+    limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
+    out = darkness.copy()
+    for m, t, w in zip(members, templates, weights, strict=True):
+        if w <= limit:
+            out[m] -= t
+    return np.clip(out, 0, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_print_templates_batched_match_the_per_group_rule(seed):
+    rng = np.random.default_rng(seed)
+    darkness = (rng.random(GRID.points_mm.shape[:2]) ** 4).astype(np.float32)
+    if seed == 2:  # "all C": the C group's template is marks, not print, and is kept
+        darkness[GRID.glyph_groups == 2] += 0.6
+    np.testing.assert_array_equal(remove_print(darkness, GRID), _remove_print_per_group(darkness))
+
+
+def test_every_templated_box_has_its_group_row():
+    rows = GRID.template_rows
+    n_groups = sum(len(b) for b in GRID.template_batches)
+    for row, members in enumerate(m for batch in GRID.template_batches for m in batch):
+        assert (rows[members] == row).all()
+    assert (rows < n_groups).sum() == sum(b.size for b in GRID.template_batches)
+
+
+def test_features_order_statistics():
+    rng = np.random.default_rng(5)
+    darkness = rng.random((GRID.points_mm.shape[0], 108)).astype(np.float32)
+    features = box_features(darkness, GRID)
+    ordered = np.sort(darkness, axis=1)
+    np.testing.assert_allclose(features[:, 5], ordered[:, -10:].mean(axis=1), rtol=1e-6)  # peak
+    stroke = (darkness >= ordered[:, 27:28] + 0.18).mean(axis=1)
+    np.testing.assert_allclose(features[:, 4], stroke, rtol=1e-6)
