@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.thresholds import MarkThresholds, bitonal_thresholds
+from omr.stats import median
 
 __all__ = ["adapt_to_light_marks", "bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
 
@@ -50,7 +51,7 @@ def calibrate(
         return replace(base, source="default")
     fill = f[:, _FILL]
     # the three noise floors over the same quiet half of the boxes, in one call
-    quiet = f[fill <= np.median(fill)][:, [_FILL, _STROKE, _INK]]
+    quiet = f[fill <= median(fill)][:, [_FILL, _STROKE, _INK]]
     floor_fill, floor_stroke, floor_ink = np.percentile(quiet, 99.5, axis=0).tolist()
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
@@ -80,7 +81,7 @@ def _noise_floor(values: NDArray[np.float32], fill: NDArray[np.float32]) -> floa
     That half is blank on any real card (at most one box in five is marked), so this is
     what blank boxes reach through noise, dirt and leftover print.
     """
-    return float(np.percentile(values[fill <= np.median(fill)], 99.5))
+    return float(np.percentile(values[fill <= median(fill)], 99.5))
 
 
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
@@ -141,7 +142,7 @@ def adapt_to_light_marks(
     top, second = top_two(_FILL)
     top_stroke, _ = top_two(_STROKE)
     top_peak, _ = top_two(_PEAK)
-    blank_level = float(np.median(fill))
+    blank_level = median(fill)
     # one box stands well out of its row: this card's marks
     lift = top - blank_level
     answered = (lift >= 0.1) & (top - second >= 0.6 * lift)

@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from omr.errors import MarkerNotFoundError, PageNotFoundError
 from omr.layout import CardLayout
+from omr.stats import median, median_rows
 
 __all__ = [
     "DetectParams",
@@ -381,7 +382,7 @@ def _orient(
     )
     radii = np.array([hole_r] + [hole_r * 0.6] * len(_RING_DIRECTIONS) + [hole_r])
     means = _patch_means(gray, quad[:, None, :] + offsets[None], radii)  # (4, 10)
-    ring = np.median(means[:, 1:-1], axis=1)
+    ring = median_rows(means[:, 1:-1])
     contrasts = ((means[:, 0] - ring) / np.maximum(means[:, -1] - ring, 1.0)).tolist()
     holes = [i for i, c in enumerate(contrasts) if c > params.min_hole_contrast]
     if len(holes) != 1:
@@ -513,8 +514,8 @@ def _fit(
         rotation_deg=rotation,
         px_per_mm=scale,
         residual_mm=residual_mm,
-        ink_u8=float(np.median(inks)),
-        paper_u8=float(np.median(papers)),
+        ink_u8=median(np.array(inks)),
+        paper_u8=median(np.array(papers)),
     )
 
 

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from omr.detect import project_points, to_work_px
 from omr.layout import CardLayout
+from omr.stats import median
 
 __all__ = [
     "FEATURE_NAMES",
@@ -170,7 +171,7 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     # turn that glyph's template into a mark and erase the marks: a template much
     # darker than the other glyphs' is not print, so that group keeps its raw darkness.
     weights = stacked[:-1].mean(axis=1)
-    limit = np.median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
+    limit = median(weights) * MAX_TEMPLATE_RATIO + MAX_TEMPLATE_EXCESS
     stacked[:-1][weights > limit] = 0.0
     residual = darkness - stacked[grid.template_rows]
     return np.clip(residual, 0.0, 1.0, out=residual)
