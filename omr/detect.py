@@ -230,10 +230,14 @@ def _find_marker_quad(
     ch, cw = int(h * CORNER_WINDOW), int(w * CORNER_WINDOW)
     centers: list[tuple[float, float]] = []
     sides: list[float] = []
-    for y_off, x_off in ((0, 0), (0, w - cw), (h - ch, 0), (h - ch, w - cw)):
+    corners: list[int] = []
+    # clockwise in the image (y down): top-left, top-right, bottom-right, bottom-left
+    for corner, (y_off, x_off) in enumerate(((0, 0), (0, w - cw), (h - ch, w - cw), (h - ch, 0))):
+        found = len(centers)
         _square_blobs(
             dark[y_off : y_off + ch, x_off : x_off + cw], min_side, params, x_off, y_off, centers, sides
         )
+        corners += [corner] * (len(centers) - found)
     if len(centers) < 4:
         raise MarkerNotFoundError(
             f"found {len(centers)} of the 4 corner markers (solid squares); is a corner cut off, "
@@ -242,14 +246,17 @@ def _find_marker_quad(
     order = np.argsort(sides)[::-1][: params.max_candidates]
     c = np.asarray(centers, dtype=np.float64)[order]
     s = np.asarray(sides, dtype=np.float64)[order]
-
-    combos = _quadruples(len(c))
+    # one marker in each corner window: the quadruples are one candidate of each corner,
+    # already in clockwise order
+    in_corner = np.asarray(corners)[order]
+    combos = _one_per_corner(tuple(tuple(np.flatnonzero(in_corner == k).tolist()) for k in range(4)))
+    if not len(combos):
+        raise MarkerNotFoundError(
+            f"square blobs found in {len(set(in_corner.tolist()))} of the 4 corners of the scan; "
+            "is a corner cut off, or is this not a karta testowa? rescan the whole sheet"
+        )
     pts = c[combos]  # (K, 4, 2)
-    mid = pts.mean(axis=1, keepdims=True)
-    ang = np.arctan2(pts[..., 1] - mid[..., 1], pts[..., 0] - mid[..., 0])
-    idx = np.argsort(ang, axis=1)  # clockwise in image (y down)
-    pts = np.take_along_axis(pts, idx[..., None], axis=1)
-    sid = np.take_along_axis(s[combos], idx, axis=1)
+    sid = s[combos]
     edges = np.linalg.norm(pts - np.roll(pts, -1, axis=1), axis=2)  # (K, 4)
     a = (edges[:, 0] + edges[:, 2]) / 2
     b = (edges[:, 1] + edges[:, 3]) / 2
@@ -287,10 +294,10 @@ def _find_marker_quad(
     return pts[best]
 
 
-@functools.lru_cache(maxsize=32)
-def _quadruples(n: int) -> NDArray[np.intp]:
-    """(C(n, 4), 4) every choice of 4 of ``n`` candidates (built once per n: ~0.1 ms for 14)."""
-    combos = np.array(list(itertools.combinations(range(n), 4)), dtype=np.intp).reshape(-1, 4)
+@functools.lru_cache(maxsize=256)
+def _one_per_corner(candidates: tuple[tuple[int, ...], ...]) -> NDArray[np.intp]:
+    """(K, 4) every choice of one candidate index from each corner's tuple."""
+    combos = np.array(list(itertools.product(*candidates)), dtype=np.intp).reshape(-1, 4)
     combos.flags.writeable = False
     return combos
 
@@ -326,9 +333,9 @@ def _square_blobs(
     found = 0
     for label in np.flatnonzero(loose)[np.argsort(-area[loose])][: params.max_candidates]:
         x, y, cw, ch = stats[label, :4]
-        blob = (labels[y : y + ch, x : x + cw] == label).astype(np.uint8)
+        blob = cv2.compare(labels[y : y + ch, x : x + cw], float(label), cv2.CMP_EQ)
         contours, _ = cv2.findContours(blob, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        contour = max(contours, key=cv2.contourArea)
+        contour = contours[0] if len(contours) == 1 else max(contours, key=cv2.contourArea)
         filled = cv2.contourArea(contour)  # includes the orientation hole
         (cx, cy), (rw, rh), _ = cv2.minAreaRect(contour)
         if min(rw, rh) <= 0 or max(rw, rh) / min(rw, rh) > params.max_marker_aspect:

@@ -37,10 +37,11 @@ __all__ = [
     "SamplingGrid",
     "box_features",
     "build_sampling_grid",
+    "BoxSamples",
     "outline_evidence",
     "paper_levels",
     "remove_print",
-    "sample_darkness",
+    "sample_boxes",
     "surround_darkness",
 ]
 
@@ -75,6 +76,13 @@ class SamplingGrid:
         so one ``np.partition`` call learns all their templates
     template_rows : (N,) int, each box's group as a row of the templates stacked in
         ``template_batches`` order; the number of groups for a box with no template
+    probes_mm : (N, S + 12 + 14, 2) float64, per box its S inner samples, then 12 on its
+        printed outline (`outline_evidence`), then 14 in the paper gaps above and below
+        it (`surround_darkness`): one projection and one remap read them all, so each
+        part of the page is fetched from memory once
+    header_above : (N,) bool, boxes with printed headers above them (a block's first
+        row, the code grid's first digit row, the version row): only the gap below
+        them counts in `surround_darkness`
     """
 
     points_mm: NDArray[np.float64]
@@ -86,6 +94,8 @@ class SamplingGrid:
     glyph_groups: NDArray[np.int64]
     template_batches: tuple[NDArray[np.intp], ...]
     template_rows: NDArray[np.intp]
+    probes_mm: NDArray[np.float64]
+    header_above: NDArray[np.bool_]
 
 
 def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int = 9) -> SamplingGrid:
@@ -123,8 +133,10 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     version_groups = np.array([layout.options.find(label) for label in layout.version.labels])
     glyph_groups = np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64)
     template_batches, template_rows = _template_groups(glyph_groups)
+    points_mm = centers[:, None, :] + offsets[None, :, :]
+    surround_mm, header_above = _surround_points_mm(layout)
     return SamplingGrid(
-        points_mm=centers[:, None, :] + offsets[None, :, :],
+        points_mm=points_mm,
         centers_mm=centers,
         halves=halves,
         core=core,
@@ -133,6 +145,8 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
         glyph_groups=glyph_groups,
         template_batches=template_batches,
         template_rows=template_rows,
+        probes_mm=np.concatenate([points_mm, _outline_points_mm(layout), surround_mm], axis=1),
+        header_above=header_above,
     )
 
 
@@ -200,14 +214,28 @@ def paper_levels(
     return values.reshape(-1).astype(np.float32)
 
 
-def sample_darkness(
+@dataclass(frozen=True, slots=True)
+class BoxSamples:
+    """What one remap read of every box (`sample_boxes`).
+
+    darkness : (N, S) darkness of the inner samples (0 = local paper, 1 = marker ink)
+    outline : (N,) how dark each box's printed outline is (`outline_evidence`)
+    surround : (N,) how dark the paper gaps around each box are (`surround_darkness`)
+    """
+
+    darkness: NDArray[np.float32]
+    outline: NDArray[np.float32]
+    surround: NDArray[np.float32]
+
+
+def sample_boxes(
     gray: NDArray[np.uint8],
     homography: NDArray[np.float64],
     grid: SamplingGrid,
     paper: NDArray[np.float32],
     ink_u8: float,
-) -> NDArray[np.float32]:
-    """(N, S) darkness of every sample: 0 = local paper, 1 = marker ink (clipped to [0, 1]).
+) -> BoxSamples:
+    """Darkness of every box's inner samples, its outline and the gaps around it.
 
     Parameters
     ----------
@@ -216,8 +244,17 @@ def sample_darkness(
     grid : SamplingGrid
     paper : (N,) float32 local paper level per box (`paper_levels`)
     ink_u8 : grey level of the printed markers' ink on this page
+
+    All ``grid.probes_mm`` in one projection and one ``cv2.remap``: the page is
+    fetched from memory once (three remaps over the same rows cost ~1 ms more).
     """
-    return _darkness_at(gray, homography, grid.points_mm, paper, ink_u8)
+    darkness = _darkness_at(gray, homography, grid.probes_mm, paper, ink_u8)
+    inner = grid.points_mm.shape[1]
+    return BoxSamples(
+        darkness=darkness[:, :inner],
+        outline=outline_evidence(darkness[:, inner : inner + _OUTLINE_PROBES]),
+        surround=surround_darkness(darkness[:, inner + _OUTLINE_PROBES :], grid.header_above),
+    )
 
 
 def _darkness_at(
@@ -282,27 +319,24 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     return np.stack([fill, ink, asymmetry, core, stroke, peak, cross], axis=1).astype(np.float32)
 
 
-def outline_evidence(
-    gray: NDArray[np.uint8],
-    homography: NDArray[np.float64],
-    layout: CardLayout,
-    paper: NDArray[np.float32],
-    ink_u8: float,
-) -> NDArray[np.float32]:
+#: outline probes per box: 4 edges x 3 offsets across the line
+_OUTLINE_PROBES = 12
+
+
+def outline_evidence(edge_darkness: NDArray[np.float32]) -> NDArray[np.float32]:
     """(N,) how dark each box's printed outline is where the registration puts it.
 
-    Samples the middle of the four edges of every box, each at three offsets across
-    the line (±0.15 mm) and keeps the darkest, so it tolerates small registration
-    error but not a wrong form or a page registered to the wrong place: on this
-    card the outlines are there (evidence ~0.3–1), on anything else they are not.
+    ``edge_darkness`` (N, 12) is the darkness at the middle of the box's four edges,
+    each at three offsets across the line (±0.15 mm, `_outline_points_mm`).  The
+    darkest offset of each edge is kept, so small registration error is tolerated
+    but not a wrong form or a page registered to the wrong place: on this card the
+    outlines are there (evidence ~0.3–1), on anything else they are not.
     """
-    points = _outline_points_mm(layout)
-    darkness = _darkness_at(gray, homography, points, paper, ink_u8)
     # the weakest edge: a box slid sideways keeps its top and bottom lines under the
     # samples but loses a side, so an average over the edges would hide it
     # (elementwise max/min over the 3 offsets and 4 edges: a NumPy reduction over
     # such short axes costs ~10x more)
-    per_edge = darkness.reshape(len(points), 4, 3)
+    per_edge = edge_darkness.reshape(len(edge_darkness), 4, 3)
     edges = np.maximum(np.maximum(per_edge[..., 0], per_edge[..., 1]), per_edge[..., 2])
     return np.minimum(np.minimum(edges[:, 0], edges[:, 1]), np.minimum(edges[:, 2], edges[:, 3]))
 
@@ -329,27 +363,22 @@ def _outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
 
 
 def surround_darkness(
-    gray: NDArray[np.uint8],
-    homography: NDArray[np.float64],
-    layout: CardLayout,
-    paper: NDArray[np.float32],
-    ink_u8: float,
+    gap_darkness: NDArray[np.float32], header_above: NDArray[np.bool_]
 ) -> NDArray[np.float32]:
     """(N,) how dark the paper just above and below each box is (the cleaner of the two).
 
-    Samples a line across the box's width 0.6 mm outside its top and bottom
-    outline, in the white gap between rows.  A pencil mark stays in its box; a stain,
-    a rubber stamp, a scanner's dirty-roller band or a pen scribble crossing the row
-    darkens a gap too, and then whatever the box holds may be that dirt rather than
-    a mark.  Both gaps must be dirty: a stray pen line or a speck in one gap beside a
-    clean mark is common and harmless (measured: taking the darker gap flagged a third
-    of the synthetic cards).  Above the first row of a block (column letters, digit
-    headers) only the gap below counts.
+    ``gap_darkness`` (N, 14) samples a line across the box's width 0.6 mm outside its
+    top and bottom outline (7 above, 7 below: `_surround_points_mm`), in the white
+    gap between rows.  A pencil mark stays in its box; a stain, a rubber stamp, a
+    scanner's dirty-roller band or a pen scribble crossing the row darkens a gap too,
+    and then whatever the box holds may be that dirt rather than a mark.  Both gaps
+    must be dirty: a stray pen line or a speck in one gap beside a clean mark is
+    common and harmless (measured: taking the darker gap flagged a third of the
+    synthetic cards).  Above the first row of a block (column letters, digit
+    headers: ``header_above``) only the gap below counts.
     """
-    points, first_rows = _surround_points_mm(layout)
-    darkness = _darkness_at(gray, homography, points, paper, ink_u8)
-    above, below = darkness.reshape(len(points), 2, -1).mean(axis=2).T
-    return np.where(first_rows, below, np.minimum(above, below))
+    above, below = gap_darkness.reshape(len(gap_darkness), 2, -1).mean(axis=2).T
+    return np.where(header_above, below, np.minimum(above, below))
 
 
 @functools.lru_cache(maxsize=4)

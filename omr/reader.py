@@ -3,7 +3,7 @@
 ``read_card`` is the whole reader for one page; it is pure (array in, frozen result
 out).  The data flow::
 
-    gray page ─► register_page ─► homography ─► sample_darkness (all boxes, one remap)
+    gray page ─► register_page ─► homography ─► sample_boxes (all boxes, one remap)
               ─► box_features ─► thresholds (given, or learned from this card)
               ─► classify_boxes ─► responses / grid digits / version
               ─► decode_barcode + resolve_code_number ─► flags, needs_review
@@ -33,11 +33,9 @@ from omr.grid import (
     SamplingGrid,
     box_features,
     build_sampling_grid,
-    outline_evidence,
     paper_levels,
     remove_print,
-    sample_darkness,
-    surround_darkness,
+    sample_boxes,
 )
 from omr.layout import CardLayout
 from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
@@ -262,9 +260,8 @@ def measure_card(
     work, factor = make_work_image(gray, detect_params.work_long_side_px)
     registration = register_page(gray, layout, detect_params, work=(work, factor))
     paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
-    darkness = sample_darkness(gray, registration.homography, grid, paper, registration.ink_u8)
-    outline = outline_evidence(gray, registration.homography, layout, paper, registration.ink_u8)
-    surround = surround_darkness(gray, registration.homography, layout, paper, registration.ink_u8)
+    samples = sample_boxes(gray, registration.homography, grid, paper, registration.ink_u8)
+    outline = samples.outline
     names, members = _card_parts(layout)
     part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
     if part_levels.max() < MIN_OUTLINE_EVIDENCE:
@@ -279,11 +276,11 @@ def measure_card(
         if level < MIN_PART_OUTLINE_RATIO * part_levels.max()
     )
     return CardMeasurement(
-        features=box_features(remove_print(darkness, grid), grid),
+        features=box_features(remove_print(samples.darkness, grid), grid),
         registration=registration,
         outline=outline,
         flags=flags,
-        surround=surround,
+        surround=samples.surround,
     )
 
 
@@ -305,4 +302,3 @@ def _card_parts(layout: CardLayout) -> tuple[tuple[str, ...], tuple[NDArray[np.i
     parts = _part_names(layout)
     names = tuple(sorted(set(parts.tolist())))
     return names, tuple(np.flatnonzero(parts == name) for name in names)
-
