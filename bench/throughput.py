@@ -9,8 +9,10 @@ Usage::
    ``mild`` damage) into ``--data`` (kept and reused by later runs).
 2. Times a plain decode of the same files, ``cv2.imread(path, IMREAD_GRAYSCALE)``,
    one process pinned to one core (``--core``), files warm in the page cache: the
-   floor any reader pays.  The 1-worker batch runs pinned to the same core, so
-   "÷ decode" compares one core with one core; runs with more workers use all cores.
+   floor any reader pays.  Timed before the batches and again after each batch run
+   (the fastest pass counts), so a drift of the machine's speed hits both sides.  The
+   1-worker batch runs pinned to the same core, so "÷ decode" compares one core with
+   one core; runs with more workers use all cores.
 3. Runs the whole batch (`omr.batch.run_batch`: enumerate + hash, read, score,
    store in SQLite) with 1 worker (in-process) and with a 2-process pool, each into a
    fresh store, ``--repeats`` times (the fastest run is kept: the machine is shared);
@@ -119,7 +121,7 @@ def make_cards(data: Path, n: int, seed: int) -> list[Path]:
 
 
 def decode_ms(paths: list[Path], repeats: int = 3) -> float:
-    """Fastest over repeats of the mean cv2.imread(IMREAD_GRAYSCALE) time per file."""
+    """Fastest over ``repeats`` passes of the mean cv2.imread(IMREAD_GRAYSCALE) time per file."""
     for p in paths[:5]:
         cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
     runs = []
@@ -191,19 +193,30 @@ def main() -> None:
     pinned = args.core >= 0
     if pinned:  # one core for the baseline and the 1-worker run: a second core would flatter them
         os.sched_setaffinity(0, {args.core})
-    dec = decode_ms(paths)
-    print(f"decode only: {dec:.1f} ms/page ({len(paths)} files, cv2.imread IMREAD_GRAYSCALE)")
+    # the decode baseline is timed again after every batch run, pinned like the 1-worker
+    # batch: on a shared machine the speed drifts by +-10% within minutes, and a
+    # baseline taken only once, before the batches, made the ratio drift with it
+    decode_runs = [decode_ms(paths)]
     results = {}
     with tempfile.TemporaryDirectory(prefix="omr-bench-") as tmp_s:
         tmp = Path(tmp_s)
         for w in worker_counts:
-            os.sched_setaffinity(0, {args.core} if pinned and w == 1 else all_cores)
-            runs = [run([str(p) for p in paths], w, tmp, f"w{w}-{k}") for k in range(args.repeats)]
-            r = min(runs, key=lambda x: x["wall_s"])  # the least disturbed run on a shared machine
+            runs = []
+            for k in range(args.repeats):
+                os.sched_setaffinity(0, {args.core} if pinned and w == 1 else all_cores)
+                runs.append(run([str(p) for p in paths], w, tmp, f"w{w}-{k}"))
+                os.sched_setaffinity(0, {args.core} if pinned else all_cores)
+                decode_runs.append(decode_ms(paths, repeats=1))
+            results[w] = min(runs, key=lambda x: x["wall_s"])  # the least disturbed run
+        dec = min(decode_runs)
+        print(f"decode only: {dec:.1f} ms/page ({len(paths)} files, cv2.imread IMREAD_GRAYSCALE; "
+              f"fastest of {len(decode_runs)} passes interleaved with the batch runs, "
+              f"slowest {max(decode_runs):.1f})")
+        for w, r in results.items():
             per_page = r["wall_s"] / r["pages"] * 1e3
-            results[w] = r
             print(f"workers {w}: {r['rate']:.2f} pages/s, {per_page:.0f} ms/page wall "
-                  f"({per_page * w:.0f} ms per page per worker = {per_page * w / dec:.1f}x decode); "
+                  f"({per_page * w:.0f} ms per page per worker = {per_page * w / dec:.2f}x decode; "
+                  f"wall per page {per_page / dec:.2f}x decode); "
                   f"stages: load {r['load_ms']:.0f} ms, read {r['read_ms']:.0f} ms; "
                   f"CPU {r['cpu_ms']:.0f} ms/page; "
                   f"load average at start {r['load_avg']:.1f}; "
@@ -248,7 +261,10 @@ def main() -> None:
                if pinned else "; no CPU pinning")
             + f": {len(paths)} synthetic 300 DPI JPEG cards "
             "(`omr.synth`, mild damage); whole batch = enumerate + sha256, decode, read, score "
-            f"({scorer}), one SQLite transaction per page.",
+            f"({scorer}), one SQLite transaction per page.  The decode baseline is the fastest of "
+            f"{len(decode_runs)} passes over the same files, one before the batches and one after each "
+            f"batch run (the slowest took {max(decode_runs):.1f} ms/page: the machine's speed drifts), "
+            "and each batch figure is the fastest of its repeats.",
             "",
             "| run | pages/s | wall ms/page | ÷ decode | ms/page per worker | CPU ms/page | load ms "
             "| read ms |",
