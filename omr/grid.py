@@ -295,27 +295,31 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
 
     ``darkness`` should have the print removed (`remove_print`).
     """
+    n_samples = darkness.shape[1]
+    share = np.full((n_samples, 1), 1 / n_samples, np.float32)
+    halves = grid.halves.T / grid.halves.sum(axis=1)
+    corners = grid.corners.T / grid.corners.sum(axis=1)
+    middles = grid.side_middles.T / grid.side_middles.sum(axis=1)
+    core_weights = (grid.core / grid.core.sum())[:, None]
+    # the means and shares as three matrix products (one pass over the samples each)
+    fill, core = (darkness @ np.hstack([share, core_weights]).astype(np.float32)).T
     clearly = (darkness >= CLEARLY_DARK).astype(np.float32)
-    fill = darkness.mean(axis=1)
-    ink = clearly.mean(axis=1)
+    clearly_shares = clearly @ np.hstack([share, halves, corners, middles]).astype(np.float32)
+    ink, clearly_halves = clearly_shares[:, 0], clearly_shares[:, 1:5]
+    corner_shares, middle_shares = clearly_shares[:, 5:9], clearly_shares[:, 9:13]
     # one sort gives both order statistics: the base (lower quartile) and the darkest tenth
     ordered = np.sort(darkness, axis=1)
-    quartile = darkness.shape[1] // 4
+    quartile = n_samples // 4
     stroke_mask = (darkness >= ordered[:, quartile : quartile + 1] + STROKE_CONTRAST).astype(np.float32)
-    stroke = stroke_mask.mean(axis=1)
-    halves = grid.halves.T.astype(np.float32)
-    half_share = ((clearly + stroke_mask) / 2 @ halves) / halves.sum(axis=0)
+    stroke_shares = stroke_mask @ np.hstack([share, halves]).astype(np.float32)
+    stroke = stroke_shares[:, 0]
+    half_share = (clearly_halves + stroke_shares[:, 1:5]) / 2
     asymmetry = np.maximum(
         np.abs(half_share[:, 0] - half_share[:, 1]), np.abs(half_share[:, 2] - half_share[:, 3])
     )
-    core = darkness @ (grid.core / grid.core.sum()).astype(np.float32)
-    tenth = max(1, darkness.shape[1] // 10)
+    tenth = max(1, n_samples // 10)
     peak = ordered[:, -tenth:].mean(axis=1)
-    corners = grid.corners.T.astype(np.float32)
-    middles = grid.side_middles.T.astype(np.float32)
-    cross = ((clearly @ corners) / corners.sum(axis=0)).min(axis=1) - (
-        (clearly @ middles) / middles.sum(axis=0)
-    ).max(axis=1)
+    cross = corner_shares.min(axis=1) - middle_shares.max(axis=1)
     return np.stack([fill, ink, asymmetry, core, stroke, peak, cross], axis=1).astype(np.float32)
 
 
