@@ -105,10 +105,14 @@ class RunSummary:
 
 
 class _Inline:
-    """Reads each page in this process when it is submitted."""
+    """Reads each page in this process when it is submitted (one BLAS thread meanwhile)."""
 
     def __init__(self, layout: CardLayout, thresholds: MarkThresholds | None) -> None:
+        from threadpoolctl import threadpool_limits
+
         self._args = (layout, thresholds)
+        # restored by close(): the caller's process keeps its own settings
+        self._blas_limit = threadpool_limits(limits=1, user_api="blas")
 
     def submit(self, ref: PageRef) -> cf.Future:
         fut: cf.Future = cf.Future()
@@ -122,14 +126,19 @@ class _Inline:
         return fut.result()
 
     def close(self) -> None:
-        pass
+        self._blas_limit.restore_original_limits()
 
 
 def _init_pool_worker() -> None:
-    """One OpenCV thread per pool worker: the pool already uses every core."""
+    """One OpenCV thread and one BLAS thread per reading process: the batch already runs
+    a process per core.  The reader's matrix products are small, and OpenBLAS's threads
+    spin on the other cores while they wait for the next one (measured: a card's CPU
+    time doubled, and 2 workers read slower than 1)."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
     cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
 
 
 class _Pool:
@@ -198,6 +207,7 @@ class _Dask:
                 f"cannot reach the Dask scheduler at {address}: {err}; start it with "
                 "'dask scheduler' and check --scheduler"
             ) from err
+        self._client.run(_init_pool_worker)
         self._layout = self._client.scatter(layout, broadcast=True, hash=False)
         self._thresholds = thresholds
 
