@@ -210,33 +210,39 @@ def _find_marker_quad(
     instead of at Otsu's level: on a stained or textured page Otsu's level lets light
     stains in, and a stain touching a marker merges with it.
     """
-    # flatten uneven light (a shadow, a lamp gradient) before one global threshold: the
-    # page over its local paper level, paper estimated by a max filter wider than a marker
+    # markers sit in the page's corners, so in the scan's corners whatever the turn, skew
+    # or offset: four corner windows (half the pixels) hold them all, and only they are
+    # flattened, thresholded and labelled
+    h, w = work.shape
+    ch, cw = int(h * CORNER_WINDOW), int(w * CORNER_WINDOW)
+    # clockwise in the image (y down): top-left, top-right, bottom-right, bottom-left
+    offsets = ((0, 0), (0, w - cw), (h - ch, w - cw), (h - ch, 0))
+    # flatten uneven light (a shadow, a lamp gradient) before one threshold: the page over
+    # its local paper level, paper estimated by a max filter wider than a marker
     paper_k = max(3, int(round(max(work.shape) / 297 * 14)) | 1)
-    paper = cv2.blur(cv2.dilate(work, np.ones((paper_k, paper_k), np.uint8)), (paper_k, paper_k))
-    flat = cv2.divide(work, np.maximum(paper, 1), scale=255)
+    kernel = np.ones((paper_k, paper_k), np.uint8)
+    flats = []
+    for y_off, x_off in offsets:
+        window = work[y_off : y_off + ch, x_off : x_off + cw]
+        paper = cv2.blur(cv2.dilate(window, kernel), (paper_k, paper_k))
+        flats.append(cv2.divide(window, np.maximum(paper, 1), scale=255))
+    every = np.concatenate([f.reshape(-1) for f in flats])
     if half_way:
         # the markers, bars and fills are the darkest ~1% of the page
-        ink, paper_level = np.percentile(flat[::2, ::2], [0.2, 50])
-        _, dark = cv2.threshold(flat, (ink + paper_level) / 2, 255, cv2.THRESH_BINARY_INV)
+        ink, paper_level = np.percentile(every[::4], [0.2, 50])
+        level = (ink + paper_level) / 2
     else:
-        _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+        level, _ = cv2.threshold(every, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     # the page fills at least ~60% of the scan's long side: bounds on a marker's area
     long_side_mm = max(layout.page_width_mm, layout.page_height_mm)
     min_side = layout.markers.side_mm * 0.6 * max(work.shape) / long_side_mm
-    h, w = dark.shape
-    # markers sit in the page's corners, so in the scan's corners whatever the turn, skew
-    # or offset: labelling four corner windows (half the pixels) finds them all
-    ch, cw = int(h * CORNER_WINDOW), int(w * CORNER_WINDOW)
     centers: list[tuple[float, float]] = []
     sides: list[float] = []
     corners: list[int] = []
-    # clockwise in the image (y down): top-left, top-right, bottom-right, bottom-left
-    for corner, (y_off, x_off) in enumerate(((0, 0), (0, w - cw), (h - ch, w - cw), (h - ch, 0))):
+    for corner, ((y_off, x_off), flat) in enumerate(zip(offsets, flats, strict=True)):
         found = len(centers)
-        _square_blobs(
-            dark[y_off : y_off + ch, x_off : x_off + cw], min_side, params, x_off, y_off, centers, sides
-        )
+        _, dark = cv2.threshold(flat, level, 255, cv2.THRESH_BINARY_INV)
+        _square_blobs(dark, min_side, params, x_off, y_off, centers, sides)
         corners += [corner] * (len(centers) - found)
     if len(centers) < 4:
         raise MarkerNotFoundError(
