@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.thresholds import MarkThresholds, bitonal_thresholds
-from omr.stats import median
+from omr.stats import median, percentile
 
 __all__ = ["adapt_to_light_marks", "bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
 
@@ -51,8 +51,8 @@ def calibrate(
         return replace(base, source="default")
     fill = f[:, _FILL]
     # the three noise floors over the same quiet half of the boxes, in one call
-    quiet = f[fill <= median(fill)][:, [_FILL, _STROKE, _INK]]
-    floor_fill, floor_stroke, floor_ink = np.percentile(quiet, 99.5, axis=0).tolist()
+    quiet = fill <= median(fill)
+    floor_fill, floor_stroke, floor_ink = (percentile(f[quiet, k], 99.5) for k in (_FILL, _STROKE, _INK))
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
     )
@@ -62,7 +62,7 @@ def calibrate(
     solid = (fill >= base.fill_mark) & (f[:, _STROKE] < base.stroke_mark)
     fill_mark = base.fill_mark
     if solid.sum() >= _MIN_BOXES:
-        pencil = float(np.percentile(fill[solid], 10))
+        pencil = percentile(fill[solid], 10)
         # a light-pencil batch: put the mark level a third of the way from blank to pencil
         fill_mark = float(np.clip(fill_blank + (pencil - fill_blank) / 3, fill_blank + 0.08, base.fill_mark))
     return replace(
@@ -81,7 +81,7 @@ def _noise_floor(values: NDArray[np.float32], fill: NDArray[np.float32]) -> floa
     That half is blank on any real card (at most one box in five is marked), so this is
     what blank boxes reach through noise, dirt and leftover print.
     """
-    return float(np.percentile(values[fill <= median(fill)], 99.5))
+    return percentile(values[fill <= median(fill)], 99.5)
 
 
 def calibrate_card(answer_features: NDArray[np.float32]) -> MarkThresholds:
@@ -148,8 +148,8 @@ def adapt_to_light_marks(
     answered = (lift >= 0.1) & (top - second >= 0.6 * lift)
     solid = answered & (top_stroke < thresholds.stroke_mark)  # even fills, not crosses
     drawn = answered & (top_stroke >= thresholds.stroke_mark)  # crosses and ticks
-    light_solid = solid.sum() >= _MIN_MARKS and np.percentile(top[solid], 10) < thresholds.fill_mark
-    light_drawn = drawn.sum() >= _MIN_MARKS and np.percentile(top_peak[drawn], 10) < thresholds.peak_mark
+    light_solid = solid.sum() >= _MIN_MARKS and percentile(top[solid], 10) < thresholds.fill_mark
+    light_drawn = drawn.sum() >= _MIN_MARKS and percentile(top_peak[drawn], 10) < thresholds.peak_mark
     if not (light_solid or light_drawn):
         return thresholds  # the usual case: the marks clear the levels in force
     changes: dict[str, float] = {}
