@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from omr.detect import project_points
 from omr.errors import OmrError
@@ -175,6 +176,9 @@ def main() -> int:
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
+    # one thread of each library, as in a batch worker (the read time is one core's)
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
     gamma = tuple(float(v) for v in args.gamma.split(",")) if args.gamma else None
     tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose, gamma)
     print(report(tally, args))

@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import cv2
+from threadpoolctl import threadpool_limits
 
 from omr.grid import build_sampling_grid
 from omr.layout import load_layout
@@ -51,7 +52,10 @@ def main() -> None:
     parser.add_argument("--dpi", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
+    # one thread of each library, as in a batch worker: OpenBLAS's idle threads would
+    # otherwise spin on another core and count as this process's CPU time
     cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
     layout = load_layout()
     grid = build_sampling_grid(layout)
     with tempfile.TemporaryDirectory() as folder:
