@@ -25,6 +25,7 @@ card), wrong reads not shown as '?' on any card, the '?' rate and the flags.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 from collections import Counter
@@ -41,8 +42,11 @@ from omr.synth import ScanDamage, random_card_spec, synth_card
 def scanner_pipeline():  # noqa: ANN201 - augraphy types
     import augraphy as ag
 
-    ink = [ag.InkBleed(p=0.3), ag.OneOf([ag.LowInkPeriodicLines(), ag.LowInkRandomLines()], p=0.2),
-           ag.Dithering(p=0.1)]
+    ink = [
+        ag.InkBleed(p=0.3),
+        ag.OneOf([ag.LowInkPeriodicLines(), ag.LowInkRandomLines()], p=0.2),
+        ag.Dithering(p=0.1),
+    ]
     paper = [ag.ColorPaper(p=0.3), ag.NoiseTexturize(p=0.3), ag.BrightnessTexturize(p=0.3), ag.Stains(p=0.1)]
     post = [ag.OneOf([ag.DirtyRollers(), ag.DirtyDrum()], p=0.3), ag.SubtleNoise(p=0.5),
             ag.OneOf([ag.LightingGradient(), ag.ShadowCast()], p=0.3),
@@ -59,7 +63,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--dpi", type=float, default=200.0)
     parser.add_argument("--pipeline", choices=("scanner", "default"), default="scanner")
+    parser.add_argument(
+        "--save",
+        metavar="DIR",
+        help="write each damaged card as DIR/card-NN.png and "
+        "print a line per card (status, '?', wrong reads not shown as '?', why)",
+    )
     args = parser.parse_args()
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
     import augraphy as ag
 
     layout = load_layout()
@@ -79,11 +91,15 @@ def main() -> int:
             continue
         gray = damaged if damaged.ndim == 2 else cv2.cvtColor(damaged, cv2.COLOR_BGR2GRAY)
         truth = card.truth
+        if args.save:
+            cv2.imwrite(os.path.join(args.save, f"card-{i:02d}.png"), gray)
         try:
             reading = read_card(gray, layout)
         except OmrError as err:
             status["error"] += 1
             errors[type(err).__name__] += 1
+            if args.save:
+                print(f"card-{i:02d}: error {type(err).__name__}: {err}")
             continue
         ok = not reading.needs_review
         status["ok" if ok else "review"] += 1
@@ -96,6 +112,13 @@ def main() -> int:
             silent += reading.version != (truth["version"] or "")
         for flag in reading.flags:
             flags[flag.split(":")[0]] += 1
+        if args.save:
+            print(
+                f"card-{i:02d}: {'ok' if ok else 'review'}, '?' {reading.responses.count('?')}, "
+                f"wrong not '?' {sum(reading.responses[q] != '?' for q in wrong)} "
+                f"(questions {[q + 1 for q in wrong if reading.responses[q] != '?'][:12]}), "
+                f"flags {[f[:30] for f in reading.flags]}"
+            )
     print(f"scan simulator: Augraphy {ag.__version__} '{args.pipeline}' pipeline, {args.count} cards, "
           f"seed {args.seed}, {args.dpi:.0f} DPI")  # fmt: skip
     print(f"  ok {status['ok']}  review {status['review']}  error {status['error']} {dict(errors)}")
