@@ -38,7 +38,7 @@ from omr.grid import (
     sample_boxes,
 )
 from omr.layout import CardLayout
-from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
+from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, doubt_lines_beside_fills, read_responses
 from omr.stats import median
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
@@ -156,6 +156,11 @@ def read_card(
     implausible = bool(multiple.sum() > MAX_MULTIPLE_SHARE * layout.questions)
     if implausible:
         answer_states = np.where(answer_states == MARKED, np.int8(AMBIGUOUS), answer_states)
+    # (after the count above: the lines-only boxes it turns to '?' are what that count
+    # needs to see on a speckled copy)
+    answer_states = doubt_lines_beside_fills(
+        answer_states, features[slices["answers"]].reshape(layout.questions, n_options, -1), thresholds
+    )
     responses = read_responses(answer_states, layout.options)
     g = layout.code_grid
     grid_digits = read_grid_digits(states[slices["code"]].reshape(g.columns, g.rows), g.row_labels)

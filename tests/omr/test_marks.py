@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from calibration import MarkThresholds
-from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
+from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, doubt_lines_beside_fills, read_responses
 
 T = MarkThresholds()
 
@@ -61,3 +61,21 @@ def test_cross_shape_counts_only_on_bitonal_levels():
     assert classify_boxes(specks, bitonal_thresholds())[0] == AMBIGUOUS
     assert classify_boxes(features(fill=0.9, ink=0.9), bitonal_thresholds())[0] == MARKED
     assert classify_boxes(features(), bitonal_thresholds())[0] == BLANK
+
+
+def test_lines_beside_a_fill_are_doubted_not_counted_as_a_second_answer():
+    fill = features(fill=0.7, ink=0.8, core=0.7)[0]
+    lines = features(fill=0.12, ink=0.08, stroke=0.2, peak=0.7)[0]  # a cross, or dirt
+    blank = features()[0]
+    rows = np.stack(
+        [
+            [fill, lines, blank],  # fill + lines: '?', a person decides
+            [fill, fill, blank],  # two fills: a real multiple answer, '*'
+            [lines, lines, blank],  # two crosses, no fill: '*'
+            [blank, lines, blank],  # one cross alone: the answer
+        ]
+    )
+    states = classify_boxes(rows.reshape(-1, rows.shape[-1]), T).reshape(4, 3)
+    assert (states[:3, :2] == MARKED).all() and states[3, 1] == MARKED
+    doubted = doubt_lines_beside_fills(states, rows, T)
+    assert read_responses(doubted, "ABC") == "?**B"
