@@ -156,8 +156,9 @@ def read_card(
     implausible = bool(multiple.sum() > MAX_MULTIPLE_SHARE * layout.questions)
     if implausible:
         answer_states = np.where(answer_states == MARKED, np.int8(AMBIGUOUS), answer_states)
-    # (after the count above: the lines-only boxes it turns to '?' are what that count
-    # needs to see on a speckled copy)
+    # a box of lines alone beside a solid fill is more likely dirt than a second answer;
+    # doubted only after the count above, which must still see it as a mark (on a
+    # speckled copy such boxes are what makes the count implausible)
     answer_states = doubt_lines_beside_fills(
         answer_states, features[slices["answers"]].reshape(layout.questions, n_options, -1), thresholds
     )
