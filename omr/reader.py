@@ -272,9 +272,10 @@ def measure_card(
     part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
     if part_levels.max() < MIN_OUTLINE_EVIDENCE:
         raise PageNotFoundError(
-            f"not a {layout.name} card: its bubble outlines are not where the corner markers put "
-            f"them (outline darkness {part_levels.max():.2f}, need >= {MIN_OUTLINE_EVIDENCE}); "
-            "check that the right card layout is used (--layout)"
+            f"not a {layout.name} card, or a faded one: its bubble outlines are not where the "
+            f"corner markers put them, or too faint to tell (outline darkness "
+            f"{part_levels.max():.2f}, need >= {MIN_OUTLINE_EVIDENCE}); check that the right card "
+            "layout is used (--layout), and rescan a faded or light copy darker"
         )
     flags = tuple(
         f"registration_doubtful:{name}"
