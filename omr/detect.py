@@ -478,15 +478,10 @@ def _fit(
     specks off while a 6 mm square keeps its shape.
     """
     try:
-        return _fit_markers(gray, rough, rotation, layout, params, opening_px=0)
+        return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.0)
     except MarkerNotFoundError as first:
-        px_per_mm = np.linalg.norm(rough[1] - rough[0]) / np.linalg.norm(
-            np.diff(layout.markers.centers()[:2], axis=0)
-        )
         try:
-            return _fit_markers(
-                gray, rough, rotation, layout, params, opening_px=max(2, round(0.4 * px_per_mm))
-            )
+            return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.4)
         except MarkerNotFoundError:
             raise first from None
 
@@ -498,9 +493,9 @@ def _fit_markers(
     layout: CardLayout,
     params: DetectParams,
     *,
-    opening_px: int,
+    opening_mm: float,
 ) -> Registration:
-    """`_fit` with the marker masks opened by a square of ``opening_px`` (0: not opened)."""
+    """`_fit` with the marker masks opened by a square of ``opening_mm`` (0: not opened)."""
     m = layout.markers
     mk = m.centers()
     corners_mm = m.corners()
@@ -511,6 +506,7 @@ def _fit_markers(
     rough_h, _ = cv2.findHomography(mk, rough, 0)
     predicted_corners = project_points(rough_h, corners_mm)  # (4 markers, 4 corners, 2)
     half = (m.side_mm / 2 + m.quiet_zone_mm * 0.8) * px_per_mm
+    opening_px = max(2, round(opening_mm * px_per_mm)) if opening_mm else 0
     for k in range(4):
         cx, cy = rough[k]
         x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))

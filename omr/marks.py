@@ -70,7 +70,7 @@ def doubt_lines_beside_fills(
     little fill, few clearly dark samples) beside a solid fill is far more often scanner
     dirt -- speckle, a roller band, ink bleed -- than a second answer in another style.
     Read as '*' it would be a wrong answer nobody is told to look at (measured on cards
-    damaged by Augraphy's scanner effects: 75 of the 97 misreads not shown as '?' were
+    damaged by Augraphy's scanner effects: 63 of the 97 misreads not shown as '?' were
     such rows); as '?' a person decides.  Two crosses, or two fills, stay a '*'.
     """
     fill, ink = features[..., 0], features[..., 1]
