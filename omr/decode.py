@@ -98,10 +98,18 @@ def decode_barcode(
     # bars (a quarter of the box's pixels), then the whole box
     bars_mid = y0 + (y1 - y0) * 0.35
     band = _warp_region(gray, homography, (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5), rate)
-    found = _decode_region(pyzbar, band, "box") or _decode_region(
-        pyzbar,
-        _warp_region(gray, homography, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), rate),
-        "box",
+    # zbar scans every row and column of what it is given: the band averaged down to four
+    # rows (each ~1.2 mm of the bars, smoothed along them) decodes in a third of the time
+    # on a clean label; the band itself gives a damaged one more lines to try
+    rows = cv2.resize(band, (band.shape[1], 4), interpolation=cv2.INTER_AREA)
+    found = (
+        _decode_region(pyzbar, rows, "box", otsu=False)
+        or _decode_region(pyzbar, band, "box")
+        or _decode_region(
+            pyzbar,
+            _warp_region(gray, homography, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), rate),
+            "box",
+        )
     )
     # then the header, but only when the box shows no bars: a label on its box that
     # does not decode (a sticker, a stroke, a smudge over it) is not elsewhere, and
@@ -113,9 +121,14 @@ def decode_barcode(
     return found
 
 
-def _decode_region(pyzbar: Any, region: NDArray[np.uint8], where: str) -> BarcodeRead | None:
-    """The first Code 128 symbol zbar finds in ``region`` as scanned, else after Otsu."""
-    for candidate in (region, cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1]):
+def _decode_region(
+    pyzbar: Any, region: NDArray[np.uint8], where: str, *, otsu: bool = True
+) -> BarcodeRead | None:
+    """The first Code 128 symbol zbar finds in ``region`` as scanned, else (``otsu``) after Otsu."""
+    candidates = [region]
+    if otsu:
+        candidates.append(cv2.threshold(region, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)[1])
+    for candidate in candidates:
         found = _first_code(pyzbar.decode(candidate, symbols=[pyzbar.ZBarSymbol.CODE128]), where)
         if found:
             return found

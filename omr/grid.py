@@ -173,11 +173,12 @@ def remove_print(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     which is what lets a blurred pencil cross be told from a light grey letter.
     """
     # per batch of same-sized groups: (G, S, n) samples x boxes, the order statistic
-    # along the boxes (np.partition along the last, contiguous axis: ~2x faster)
+    # along the boxes, by a sort along the last, contiguous axis (NumPy's vectorised
+    # float32 sort: 0.55 against 0.71 ms for np.partition, which finds the same value)
     templates = []
     for batch in grid.template_batches:
         k = batch.shape[1] // 4
-        templates.append(np.partition(darkness[batch].transpose(0, 2, 1), k, axis=2)[..., k])
+        templates.append(np.sort(darkness[batch].transpose(0, 2, 1), axis=2)[..., k])
     if not templates:
         return np.clip(darkness, 0.0, 1.0)
     stacked = np.concatenate(templates + [np.zeros((1, darkness.shape[1]), np.float32)])

@@ -69,7 +69,7 @@ __all__ = [
 #: always taken, whatever their name)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf", ".bmp", ".webp"})
 
-_HASH_CHUNK_BYTES = 1 << 20
+_HASH_CHUNK_BYTES = 1 << 18
 _JPEG_TAIL_BYTES = 1024
 _SNIFF_BYTES = 1024
 _PDF_POINTS_PER_INCH = 72.0
@@ -199,20 +199,24 @@ def _count_pages(path: str, kind: str) -> int:
 
 
 def describe_file(path: str) -> FileInfo:
-    """Hash a file (streamed, 1 MiB at a time), sniff its kind, count its pages.
+    """Hash a file (streamed, 256 KiB at a time), sniff its kind, count its pages.
 
     Never raises for an unreadable file: the reason goes into `FileInfo.error`.
     """
     digest = hashlib.sha256()
     head = b""
     size = 0
+    # one reused buffer: a fresh 1 MiB bytes object per read is fresh memory each time
+    # (page faults: ~0.35 ms of a 1.3 MB scan's 1.4 ms)
+    buffer = bytearray(_HASH_CHUNK_BYTES)
+    view = memoryview(buffer)
     try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK_BYTES):
+        with open(path, "rb", buffering=0) as fh:
+            while n := fh.readinto(buffer):
                 if not head:
-                    head = chunk[:1024]
-                digest.update(chunk)
-                size += len(chunk)
+                    head = bytes(view[: min(n, 1024)])
+                digest.update(view[:n])
+                size += n
     except OSError as err:
         kind = "missing" if isinstance(err, FileNotFoundError) else "other"
         return FileInfo(content_hash="", kind=kind, pages=1, size_bytes=-1, error=err.strerror or str(err))

@@ -46,7 +46,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -240,6 +240,11 @@ def _split(flags: str) -> tuple[str, ...]:
     return tuple(flags.split(";")) if flags else ()
 
 
+def _flat_fields(record: object) -> dict[str, object]:
+    """``dataclasses.asdict`` of a dataclass of scalars, without its deep copy (~0.1 ms a page)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -409,7 +414,7 @@ class ResultStore:
                 "fill": features.tobytes(),
                 "fill_shape": "x".join(map(str, features.shape)),
                 "box_states": np.asarray(reading.box_states, dtype=np.int8).tobytes(),
-                "thresholds": json.dumps(asdict(reading.thresholds)),
+                "thresholds": json.dumps(_flat_fields(reading.thresholds)),
                 "rotation_deg": int(reading.rotation_deg),
                 "residual_mm": float(reading.registration_residual_mm),
                 "barcode": reading.barcode,
