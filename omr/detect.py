@@ -65,6 +65,14 @@ class DetectParams:
     min_paper_contrast_u8: int = 40
 
 
+#: share of each scan dimension searched for markers from each corner (markers are 10 mm
+#: from the page's edges: these windows hold them at any turn, skew or offset a scanner
+#: gives)
+CORNER_WINDOW = 0.36
+#: the first, quick pass's windows: a usual scan, the page filling most of it
+FIRST_CORNER_WINDOW = 0.25
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """Where the card lies in the image.
@@ -176,29 +184,32 @@ def register_page(
     # residual and the printed outlines still have to agree, so a wrong quadruple is
     # rejected downstream rather than read.
     loose = replace(params, max_marker_aspect=1.6, min_marker_solidity=0.6)
-    # the marker is the largest solid square of its corner window on a usual card, and a
-    # usual scan is evenly lit: the first pass takes the largest square of each corner
-    # of the unflattened windows (~1.5 ms less than flattening and shape-testing every
-    # candidate), the second the three largest of the flattened ones; a page where
-    # neither gives a marker rectangle that passes the hole test and the fit gets the
-    # full search
+    # the marker is the largest solid square of its corner window on a usual card, a
+    # usual scan is evenly lit and holds the page with little margin: the first pass
+    # takes the largest square of each corner of smaller, unflattened windows (~2 ms
+    # less than flattening and shape-testing every candidate of the full windows), the
+    # second the three largest of the flattened full windows; a page where neither
+    # gives a marker rectangle that passes the hole test and the fit gets the full search
     first = replace(params, max_squares_per_corner=1)
     quick = replace(params, max_squares_per_corner=3)
-    passes = (
-        (first, False, False),
-        (quick, False, True),
-        (params, False, True),
-        (loose, False, True),
-        (loose, True, True),
+    passes = (  # shape tests, half-way threshold, flattened, window share
+        (first, False, False, FIRST_CORNER_WINDOW),
+        (quick, False, True, CORNER_WINDOW),
+        (params, False, True, CORNER_WINDOW),
+        (loose, False, True, CORNER_WINDOW),
+        (loose, True, True, CORNER_WINDOW),
     )
     # a quadruple that fails the hole test or the fit may be stains or dirt bands that
     # passed for markers: the next pass looks again rather than giving the page up
     search_errors: list[MarkerNotFoundError] = []
     fit_errors: list[MarkerNotFoundError] = []
-    for shape, half_way, flatten in passes:
+    for shape, half_way, flatten, window_share in passes:
         try:
             rough = to_page_px(
-                _find_marker_quad(small, layout, shape, half_way=half_way, flatten=flatten), factor
+                _find_marker_quad(
+                    small, layout, shape, half_way=half_way, flatten=flatten, window_share=window_share
+                ),
+                factor,
             )
         except MarkerNotFoundError as err:
             search_errors.append(err)
@@ -237,6 +248,7 @@ def _find_marker_quad(
     *,
     half_way: bool = False,
     flatten: bool = True,
+    window_share: float = CORNER_WINDOW,
 ) -> NDArray[np.float64]:
     """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order.
 
@@ -244,13 +256,14 @@ def _find_marker_quad(
     instead of at Otsu's level: on a stained or textured page Otsu's level lets light
     stains in, and a stain touching a marker merges with it.  ``flatten`` divides each
     window by its local paper level first (uneven light); without it the windows are
-    thresholded as scanned.
+    thresholded as scanned.  ``window_share``: share of each scan dimension searched
+    from each corner.
     """
     # markers sit in the page's corners, so in the scan's corners whatever the turn, skew
     # or offset: four corner windows (half the pixels) hold them all, and only they are
     # flattened, thresholded and labelled
     h, w = work.shape
-    ch, cw = int(h * CORNER_WINDOW), int(w * CORNER_WINDOW)
+    ch, cw = int(h * window_share), int(w * window_share)
     # clockwise in the image (y down): top-left, top-right, bottom-right, bottom-left
     offsets = ((0, 0), (0, w - cw), (h - ch, w - cw), (h - ch, 0))
     # flatten uneven light (a shadow, a lamp gradient) before one threshold: the page over
@@ -347,10 +360,6 @@ def _one_per_corner(candidates: tuple[tuple[int, ...], ...]) -> NDArray[np.intp]
     combos = np.array(list(itertools.product(*candidates)), dtype=np.intp).reshape(-1, 4)
     combos.flags.writeable = False
     return combos
-
-
-#: share of each scan dimension searched for markers from each corner
-CORNER_WINDOW = 0.36
 
 
 def _square_blobs(
