@@ -18,7 +18,10 @@ Usage::
    fresh store, ``--repeats`` times (the fastest run is kept: the machine is shared);
    reports pages/s, the per-page wall time divided by the decode time, and the
    per-stage times the store recorded (load = decode, read = reader).
-4. Peak memory: ``--memory-pages`` distinct files (the cards copied with a unique
+4. The 1-worker ratio once more, paired: chunks of 25 files are decoded plainly and
+   then run as a batch, alternately (`paired_one_worker`), so the machine's speed
+   drifts alike under both sides of the ratio.
+5. Peak memory: ``--memory-pages`` distinct files (the cards copied with a unique
    trailer after the JPEG end marker, so each has its own content hash and is really
    read) run with the largest worker count while a sampler adds up the resident
    memory of the main process and its workers every 50 ms; the main process's RSS
@@ -148,6 +151,38 @@ def decode_ms(paths: list[Path], repeats: int = 3) -> float:
     return min(runs)
 
 
+def paired_one_worker(paths: list[Path], tmp: Path, passes: int, chunk: int = 25) -> dict:
+    """1-worker batch time over plain decode time, the two timed alternately on chunks.
+
+    The machine's speed drifts by 10-20 % over minutes; a baseline and a batch timed
+    minutes apart can each land in a fast or a slow spell.  Here each chunk of
+    ``chunk`` files is decoded (the plain baseline), then run as a batch (into this
+    pass's store), chunk after chunk, so both sides of the ratio see the same spells.
+    """
+    layout = load_layout()
+    score, _ = _score_fn()
+    ratios, decode_s, batch_s = [], 0.0, 0.0
+    for k in range(passes):
+        pass_decode = pass_batch = 0.0
+        with open_store(tmp / f"paired-{k}.sqlite", layout_name=layout.name) as store:
+            for start in range(0, len(paths), chunk):
+                part = [str(p) for p in paths[start : start + chunk]]
+                t0 = time.perf_counter()
+                for path in part:
+                    cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+                t1 = time.perf_counter()
+                run_batch(iter_pages(part), store, layout, score=score, workers=1)
+                t2 = time.perf_counter()
+                pass_decode += t1 - t0
+                pass_batch += t2 - t1
+        ratios.append(pass_batch / pass_decode)
+        decode_s += pass_decode
+        batch_s += pass_batch
+    n = len(paths) * passes
+    return {"ratio": batch_s / decode_s, "pass_ratios": ratios, "decode_ms": decode_s / n * 1e3,
+            "batch_ms": batch_s / n * 1e3, "chunk": chunk, "passes": passes}  # fmt: skip
+
+
 def _score_fn():
     """The real scorer with a key for the synthetic cards, or identity if scoring is absent."""
     try:
@@ -222,6 +257,14 @@ def main() -> None:
                 _pin({args.core} if pinned else all_cores)
                 decode_runs.append(decode_ms(paths, repeats=1))
             results[w] = min(runs, key=lambda x: x["wall_s"])  # the least disturbed run
+        paired = None
+        if 1 in worker_counts:
+            _pin({args.core} if pinned else all_cores)
+            paired = paired_one_worker(paths, tmp, passes=args.repeats)
+            print(f"1 worker, paired with decode every {paired['chunk']} pages, {paired['passes']} passes: "
+                  f"batch {paired['batch_ms']:.1f} ms/page, decode {paired['decode_ms']:.1f} ms/page = "
+                  f"{paired['ratio']:.2f}x decode (passes: "
+                  + ", ".join(f"{r:.2f}" for r in paired["pass_ratios"]) + ")")
         dec = min(decode_runs)
         print(f"decode only: {dec:.1f} ms/page ({len(paths)} files, cv2.imread IMREAD_GRAYSCALE; "
               f"fastest of {len(decode_runs)} passes interleaved with the batch runs, "
@@ -236,6 +279,10 @@ def main() -> None:
                   f"load average at start {r['load_avg']:.1f}; "
                   f"ok {r['ok']} review {r['review']} error {r['error']}")
 
+        if args.memory_pages <= 0:
+            if args.write_results:
+                raise SystemExit("--write-results needs the memory figure: --memory-pages > 0")
+            return
         mem_dir = tmp / "mem"
         mem_dir.mkdir()
         for i in range(args.memory_pages):
@@ -291,6 +338,18 @@ def main() -> None:
             lines.append(f"| batch, {w} worker{'s' if w > 1 else ''} | {r['rate']:.2f} | {per_page:.0f} | "
                          f"{per_page / dec:.2f} | {per_page * w:.0f} | {r['cpu_ms']:.0f} | "
                          f"{r['load_ms']:.0f} | {r['read_ms']:.0f} |")
+        if paired is not None:
+            lines += [
+                "",
+                f"**Paired, 1 worker: {paired['ratio']:.2f}× decode** "
+                f"(batch {paired['batch_ms']:.1f} ms/page "
+                f"against decode {paired['decode_ms']:.1f} ms/page; per pass "
+                + ", ".join(f"{r:.2f}" for r in paired["pass_ratios"])
+                + f").  Each chunk of {paired['chunk']} files is decoded plainly and then run as a batch, "
+                "chunk after chunk, pinned to one core, so the baseline and the batch share the machine's "
+                "fast and slow spells; the fastest-run figures above compare runs timed minutes apart, "
+                "and swing by ±0.1 with the drift.",
+            ]
         one = results[min(results)]
         overhead = one["wall_s"] / one["pages"] * 1e3 - one["load_ms"] - one["read_ms"]
         lines += [

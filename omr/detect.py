@@ -129,7 +129,8 @@ def make_work_image(gray: NDArray[np.uint8], min_long_side_px: int) -> tuple[NDA
         small = np.ascontiguousarray(gray[offset::factor, offset::factor][:rows, :cols])
     else:
         # cropped to a whole multiple of the factor, so that `to_page_px` holds exactly
-        small = cv2.resize(gray[: rows * factor, : cols * factor], (cols, rows), interpolation=cv2.INTER_LINEAR)
+        whole = gray[: rows * factor, : cols * factor]
+        small = cv2.resize(whole, (cols, rows), interpolation=cv2.INTER_LINEAR)
     return cv2.blur(small, (3, 3)), factor
 
 
