@@ -320,7 +320,11 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     )
     tenth = max(1, n_samples // 10)
     peak = ordered[:, -tenth:].mean(axis=1)
-    cross = corner_shares.min(axis=1) - middle_shares.max(axis=1)
+    # elementwise over the four columns: a min/max along an axis of 4 is ~5x slower
+    c, m = corner_shares, middle_shares
+    emptiest_corner = np.minimum(np.minimum(c[:, 0], c[:, 1]), np.minimum(c[:, 2], c[:, 3]))
+    fullest_middle = np.maximum(np.maximum(m[:, 0], m[:, 1]), np.maximum(m[:, 2], m[:, 3]))
+    cross = emptiest_corner - fullest_middle
     return np.stack([fill, ink, asymmetry, core, stroke, peak, cross], axis=1).astype(np.float32)
 
 
@@ -382,7 +386,11 @@ def surround_darkness(
     synthetic cards).  Above the first row of a block (column letters, digit
     headers: ``header_above``) only the gap below counts.
     """
-    above, below = gap_darkness.reshape(len(gap_darkness), 2, -1).mean(axis=2).T
+    # the two means as one matrix product (a mean along an axis of 7 is ~8x slower)
+    half = gap_darkness.shape[1] // 2
+    weights = np.zeros((gap_darkness.shape[1], 2), np.float32)
+    weights[:half, 0] = weights[half:, 1] = 1 / half
+    above, below = (gap_darkness @ weights).T
     return np.where(header_above, below, np.minimum(above, below))
 
 
