@@ -33,7 +33,15 @@ from numpy.typing import NDArray
 
 from calibration import MarkThresholds
 
-__all__ = ["AMBIGUOUS", "BLANK", "MARKED", "classify_boxes", "doubt_lines_beside_fills", "read_responses"]
+__all__ = [
+    "AMBIGUOUS",
+    "BLANK",
+    "MARKED",
+    "classify_boxes",
+    "clear_faint_beside_fill",
+    "doubt_lines_beside_fills",
+    "read_responses",
+]
 
 BLANK, MARKED, AMBIGUOUS = 0, 1, 2
 
@@ -78,6 +86,43 @@ def doubt_lines_beside_fills(
     lines_only = marked & (fill < thresholds.fill_mark) & (ink < thresholds.ink_mark)
     beside_solid = (marked & (fill >= thresholds.fill_mark + SOLID_FILL_MARGIN)).any(axis=1, keepdims=True)
     return np.where(lines_only & beside_solid, np.int8(AMBIGUOUS), states)
+
+
+#: a box beside a solid fill is faint when even its darkest tenth is less than this
+#: share of the fill's darkest tenth
+FAINT_PEAK_SHARE = 0.5
+
+
+def clear_faint_beside_fill(
+    states: NDArray[np.int8],
+    features: NDArray[np.float32],
+    thresholds: MarkThresholds,
+    doubtful: NDArray[np.bool_],
+) -> NDArray[np.int8]:
+    """(Q, C) answer states where a faint box beside the question's one solid fill is BLANK.
+
+    ``features`` is (Q, C, F); ``doubtful`` (Q, C) marks boxes that must stay as they are
+    (dirt around them).  A box is faint when it holds no clearly dark samples (``ink``
+    below the blank level), little fill, and nothing as dark as a mark (``peak`` below
+    the mark level): what is left is a light grey texture or residue, AMBIGUOUS only for
+    its variation.  Beside a solidly filled box of the same question it is what spec §2
+    calls an erased box (light residue: blank, the clear mark is the answer), or paper
+    texture and toner noise of a scan; the candidate's own marks on the card are as dark
+    as that fill, so a second answer drawn that faintly is not plausible.
+    """
+    t = thresholds
+    fill, ink, peak = features[..., 0], features[..., 1], features[..., 5]
+    solid = (states == MARKED) & (fill >= t.fill_mark + SOLID_FILL_MARGIN) & (ink >= t.ink_mark)
+    one_solid = solid.sum(axis=1, keepdims=True) == 1
+    solid_peak = np.where(solid, peak, 0.0).max(axis=1, keepdims=True)
+    faint = (
+        (states == AMBIGUOUS)
+        & (ink < t.ink_blank)
+        & (fill < t.fill_blank)
+        & (peak < np.minimum(t.peak_mark, FAINT_PEAK_SHARE * solid_peak))
+        & ~doubtful
+    )
+    return np.where(faint & one_solid, np.int8(BLANK), states)
 
 
 def read_responses(states: NDArray[np.int8], options: str) -> str:

@@ -38,7 +38,15 @@ from omr.grid import (
     sample_boxes,
 )
 from omr.layout import CardLayout
-from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, doubt_lines_beside_fills, read_responses
+from omr.marks import (
+    AMBIGUOUS,
+    BLANK,
+    MARKED,
+    classify_boxes,
+    clear_faint_beside_fill,
+    doubt_lines_beside_fills,
+    read_responses,
+)
 from omr.stats import median
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
@@ -144,6 +152,14 @@ def read_card(
 
     n_options = len(layout.options)
     answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
+    # light texture or erasure residue beside the question's one solid fill is blank
+    # (spec §2), not a '?' (dirt around a box keeps it '?')
+    answer_states = clear_faint_beside_fill(
+        answer_states,
+        features[slices["answers"]].reshape(layout.questions, n_options, -1),
+        thresholds,
+        dirty[slices["answers"]].reshape(layout.questions, n_options),
+    )
     # a question whose printed outlines are missing where the registration put it is
     # misplaced (a fold, a crease): whatever its boxes say, a person must look
     outline = measured.outline[slices["answers"]].reshape(layout.questions, n_options).mean(axis=1)
