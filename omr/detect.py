@@ -83,6 +83,8 @@ class Registration:
     px_per_mm : mean scale of the scan
     residual_mm : RMS distance between the fitted and measured registration points
     ink_u8, paper_u8 : marker ink and surrounding paper levels measured on the page
+    mirrored : the image shows the card mirrored (left and right swapped); the
+        homography already maps the layout onto the image as it is
     """
 
     homography: NDArray[np.float64]
@@ -92,6 +94,7 @@ class Registration:
     residual_mm: float
     ink_u8: float
     paper_u8: float
+    mirrored: bool = False
 
 
 def check_image(image: NDArray[np.uint8], name: str = "image") -> None:
@@ -150,6 +153,7 @@ def register_page(
     params: DetectParams = DetectParams(),
     *,
     work: tuple[NDArray[np.uint8], int] | None = None,
+    mirrored_input: bool = False,
 ) -> Registration:
     """Find the card's markers and fit the layout → image homography.
 
@@ -161,6 +165,8 @@ def register_page(
     params : DetectParams
     work : (image, factor), optional
         ``make_work_image(gray, params.work_long_side_px)`` when the caller has it.
+    mirrored_input : bool
+        ``gray`` is already the flipped image of a mirrored page (no second flip).
 
     Returns
     -------
@@ -221,6 +227,19 @@ def register_page(
             )
             ordered, rotation = _orient(gray, rough, layout, side_px_rough, params)
             return _fit(gray, ordered, rotation, layout, params)
+        except _MirroredPage as err:
+            if mirrored_input:
+                fit_errors.append(err)
+                continue
+            # no scanner mirrors a sheet, but a converter or a viewer's export can: the
+            # flipped image is registered and checked like any other
+            flipped = np.ascontiguousarray(cv2.flip(gray, 1))
+            try:
+                found = register_page(flipped, layout, params, mirrored_input=True)
+            except MarkerNotFoundError as flipped_err:
+                fit_errors.append(flipped_err)
+                continue
+            return _unmirror(found, gray.shape[1])
         except MarkerNotFoundError as err:
             fit_errors.append(err)
     if fit_errors:  # four markers were found: say what was wrong with them
@@ -428,6 +447,21 @@ def _mean_side(quad: NDArray[np.float64]) -> float:
 # -- orientation ----------------------------------------------------------------------
 
 
+class _MirroredPage(MarkerNotFoundError):
+    """The marker rectangle with its hole is the card's, mirrored (`register_page` flips)."""
+
+
+def _unmirror(registration: Registration, width: int) -> Registration:
+    """A registration found on the horizontally flipped image, for the image as it is."""
+    flip = np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    homography = flip @ registration.homography
+    centres = registration.marker_centers_px.copy()
+    centres[:, 0] = width - 1.0 - centres[:, 0]
+    return replace(
+        registration, homography=homography / homography[2, 2], marker_centers_px=centres, mirrored=True
+    )
+
+
 def _orient(
     gray: NDArray[np.uint8],
     quad: NDArray[np.float64],
@@ -464,6 +498,12 @@ def _orient(
     mk = m.centers()
     want = np.linalg.norm(mk[1] - mk[0]) / np.linalg.norm(mk[2] - mk[1])
     if abs(first_edge / second_edge / want - 1) > params.max_side_ratio_error:
+        if abs(second_edge / first_edge / want - 1) <= params.max_side_ratio_error:
+            # clockwise from the hole comes the long side: the image is the card mirrored
+            raise _MirroredPage(
+                "the image shows the card mirrored (left and right swapped): check the "
+                "scanner's or the converter's image settings"
+            )
         raise MarkerNotFoundError(
             f"marker rectangle has the wrong proportions: top edge/side edge = "
             f"{first_edge / second_edge:.2f}, expected {want:.2f}; the scan's x and y resolutions "

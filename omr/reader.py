@@ -64,7 +64,7 @@ MAX_SURROUND_DARKNESS = 0.12
 #: share of questions read '*' beyond which no '*' on the card is trusted (real cards: ~1%)
 MAX_MULTIPLE_SHARE = 0.1
 #: flags that explain but do not send a card to review
-INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "rotated"})
+INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "mirrored", "rotated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +206,8 @@ def read_card(
     flags.extend(version_flags)
     if registration.rotation_deg:
         flags.append(f"rotated:{registration.rotation_deg}")
+    if registration.mirrored:
+        flags.append("mirrored")
     if bitonal:
         flags.append("bitonal")
     needs_review = (

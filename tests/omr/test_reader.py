@@ -32,6 +32,8 @@ DEGRADATIONS = {
     "dim": lambda im: (im * 0.6 + 60).astype(np.uint8),
     "shadow-gradient": lambda im: (im * np.linspace(0.45, 1.0, im.shape[1])[None, :]).astype(np.uint8),
     "gamma": lambda im: (255 * (im / 255.0) ** 2.2).astype(np.uint8),
+    "mirrored": lambda im: np.ascontiguousarray(im[:, ::-1]),
+    "mirrored-vertically": lambda im: np.ascontiguousarray(im[::-1, :]),
 }
 
 
@@ -191,3 +193,16 @@ def test_bowed_page_goes_to_review(card200, bow_px):
     assert any(f.startswith(("registration_doubtful:", "misplaced:")) for f in reading.flags), reading.flags
     wrong = [q for q, (r, a) in enumerate(zip(reading.responses, ANSWERS, strict=True)) if r not in (a, "?")]
     assert not wrong
+
+
+def test_a_mirrored_image_is_read_and_flagged_with_the_homography_of_the_image_as_it_is(card200):
+    from omr.detect import project_points
+
+    mirrored = np.ascontiguousarray(card200[:, ::-1])
+    reading = read_card(mirrored, LAYOUT)
+    assert "mirrored" in reading.flags and not reading.needs_review
+    assert reading.responses == ANSWERS and reading.code_number == "123456782"
+    # the layout's top-left marker lies at the image's top right, where the flip put it
+    top_left = project_points(reading.homography, LAYOUT.markers.centers()[:1])[0]
+    h, w = mirrored.shape
+    assert top_left[0] > 0.8 * w and top_left[1] < 0.2 * h
