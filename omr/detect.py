@@ -85,6 +85,8 @@ class Registration:
     ink_u8, paper_u8 : marker ink and surrounding paper levels measured on the page
     mirrored : the image shows the card mirrored (left and right swapped); the
         homography already maps the layout onto the image as it is
+    missing_marker : layout index (TL, TR, BR, BL = 0..3) of a marker not found (the card
+        was registered on the other three), or -1
     """
 
     homography: NDArray[np.float64]
@@ -95,6 +97,7 @@ class Registration:
     ink_u8: float
     paper_u8: float
     mirrored: bool = False
+    missing_marker: int = -1
 
 
 def check_image(image: NDArray[np.uint8], name: str = "image") -> None:
@@ -242,6 +245,12 @@ def register_page(
             return _unmirror(found, gray.shape[1])
         except MarkerNotFoundError as err:
             fit_errors.append(err)
+    # a corner torn off, or a marker under a sticker, a stamp or a clip: the other three
+    # still fix the card (affinely); such a card always goes to review
+    try:
+        return _register_on_three(gray, small, factor, layout, loose, params)
+    except MarkerNotFoundError:
+        pass
     if fit_errors:  # four markers were found: say what was wrong with them
         raise fit_errors[0]
     # say "blank" when there is next to no ink at all: the operator's fix differs
@@ -258,10 +267,109 @@ def register_page(
     raise search_errors[-1]
 
 
+# -- three markers ----------------------------------------------------------------------
+
+#: most a right angle between the three markers' sides may be off (cosine: ~3 degrees)
+MAX_THREE_MARKER_COSINE = 0.05
+#: least share of the scan's short side the markers' short side spans (a card fills
+#: most of its scan; at 0.52 three filled bubbles passed the other tests on a test card)
+MIN_THREE_MARKER_SPAN = 0.6
+
+
+def _register_on_three(
+    gray: NDArray[np.uint8],
+    work: NDArray[np.uint8],
+    factor: int,
+    layout: CardLayout,
+    shape: DetectParams,
+    params: DetectParams,
+) -> Registration:
+    """Register on three markers forming the card's right angle; the fourth is inferred.
+
+    The three must make a right angle with the sides' proportions and the markers'
+    size; the hole is on one of them (that one is the top-left) or on none (then the
+    missing one is the top-left).  The fit is affine and must meet the usual residual;
+    the reader then checks the printed outlines as for any card.
+    """
+    errors: list[MarkerNotFoundError] = []
+    for half_way in (False, True):
+        try:
+            quad, missing_corner = _three_marker_quad(work, layout, shape, half_way=half_way)
+            rough = to_page_px(quad, factor)
+            corner = rough[(missing_corner + 2) % 4]  # the right angle, opposite the missing one
+            short = min(np.linalg.norm(corner - rough[(missing_corner + k) % 4]) for k in (1, 3))
+            mk = layout.markers.centers()
+            px_per_mm = short / np.linalg.norm(mk[1] - mk[0])
+            contrasts = _hole_contrasts(gray, rough, layout, px_per_mm)
+            present = [i for i in range(4) if i != missing_corner]
+            holes = [i for i in present if contrasts[i] > params.min_hole_contrast]
+            if len(holes) > 1:
+                raise MarkerNotFoundError(f"three markers: a hole on {len(holes)} of them")
+            top_left = holes[0] if holes else missing_corner
+            ordered, rotation = _ordered_from(rough, top_left, layout, params)
+            return _fit(gray, ordered, rotation, layout, params, missing=(missing_corner - top_left) % 4)
+        except MarkerNotFoundError as err:
+            errors.append(err)
+    raise errors[-1]
+
+
+def _three_marker_quad(
+    work: NDArray[np.uint8], layout: CardLayout, params: DetectParams, *, half_way: bool
+) -> tuple[NDArray[np.float64], int]:
+    """(4, 2) clockwise marker centres (work px), one inferred, and the inferred one's corner."""
+    centers, sides, corners = _corner_candidates(work, layout, params, half_way=half_way)
+    c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
+    s = np.asarray(sides, dtype=np.float64)
+    in_corner = np.asarray(corners, dtype=np.intp)
+    by_size = np.argsort(-s) if len(s) else np.zeros(0, np.intp)
+    per_corner = [[int(i) for i in by_size if in_corner[i] == k][:3] for k in range(4)]
+    mk = layout.markers.centers()
+    want_short = float(np.linalg.norm(mk[1] - mk[0]))
+    want_ratio = float(np.linalg.norm(mk[2] - mk[1])) / want_short
+    best_cost, best_quad, best_missing = np.inf, None, -1
+    for missing in range(4):
+        a, b, d = (missing + 1) % 4, (missing + 2) % 4, (missing + 3) % 4  # b: the right angle
+        for ia, ib, id_ in itertools.product(per_corner[a], per_corner[b], per_corner[d]):
+            u, v = c[ia] - c[ib], c[id_] - c[ib]
+            lu, lv = float(np.hypot(*u)), float(np.hypot(*v))
+            if min(lu, lv) <= 0:
+                continue
+            cosine = abs(float(u @ v)) / (lu * lv)
+            short, long_ = min(lu, lv), max(lu, lv)
+            ratio_err = abs(long_ / short / want_ratio - 1)
+            trio = s[[ia, ib, id_]]
+            spread = trio.max() / max(trio.min(), 1e-9)
+            scale_err = abs(trio.mean() / (short / want_short * layout.markers.side_mm) - 1)
+            if (
+                cosine > MAX_THREE_MARKER_COSINE
+                or ratio_err > params.max_side_ratio_error
+                or spread > params.max_marker_size_spread
+                or scale_err > params.max_marker_scale_error
+            ):
+                continue
+            if short < MIN_THREE_MARKER_SPAN * min(work.shape):
+                continue  # three filled bubbles can form a small right angle too
+            inferred = c[ia] + c[id_] - c[ib]
+            # a square where the fourth should be: all four are there (say, the hole is
+            # covered) and any three would "register" the card, turned or not
+            there = c[in_corner == missing]
+            if len(there) and float(np.min(np.hypot(*(there - inferred).T))) < 2 * trio.max():
+                continue
+            cost = ratio_err + cosine + 0.2 * scale_err
+            if cost < best_cost:
+                quad = np.empty((4, 2))
+                quad[a], quad[b], quad[d] = c[ia], c[ib], c[id_]
+                quad[missing] = inferred
+                best_cost, best_quad, best_missing = cost, quad, missing
+    if best_quad is None:
+        raise MarkerNotFoundError("no three square blobs form a corner of the card's marker rectangle")
+    return best_quad, best_missing
+
+
 # -- candidate markers ----------------------------------------------------------------
 
 
-def _find_marker_quad(
+def _corner_candidates(
     work: NDArray[np.uint8],
     layout: CardLayout,
     params: DetectParams,
@@ -269,15 +377,16 @@ def _find_marker_quad(
     half_way: bool = False,
     flatten: bool = True,
     window_share: float = CORNER_WINDOW,
-) -> NDArray[np.float64]:
-    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order.
+) -> tuple[list[tuple[float, float]], list[float], list[int]]:
+    """Square blobs of the four corner windows: centres (work px), sides, corner index.
 
-    ``half_way`` thresholds half-way between the page's darkest ink and its paper
-    instead of at Otsu's level: on a stained or textured page Otsu's level lets light
-    stains in, and a stain touching a marker merges with it.  ``flatten`` divides each
-    window by its local paper level first (uneven light); without it the windows are
-    thresholded as scanned.  ``window_share``: share of each scan dimension searched
-    from each corner.
+    Corners are numbered clockwise in the image: top-left, top-right, bottom-right,
+    bottom-left.  ``half_way`` thresholds half-way between the page's darkest ink and
+    its paper instead of at Otsu's level: on a stained or textured page Otsu's level
+    lets light stains in, and a stain touching a marker merges with it.  ``flatten``
+    divides each window by its local paper level first (uneven light); without it the
+    windows are thresholded as scanned.  ``window_share``: share of each scan dimension
+    searched from each corner.
     """
     # markers sit in the page's corners, so in the scan's corners whatever the turn, skew
     # or offset: four corner windows (half the pixels) hold them all, and only they are
@@ -318,6 +427,25 @@ def _find_marker_quad(
         _, dark = cv2.threshold(flat, level, 255, cv2.THRESH_BINARY_INV)
         _square_blobs(dark, min_side, max_side, params, x_off, y_off, centers, sides)
         corners += [corner] * (len(centers) - found)
+    return centers, sides, corners
+
+
+def _find_marker_quad(
+    work: NDArray[np.uint8],
+    layout: CardLayout,
+    params: DetectParams,
+    *,
+    half_way: bool = False,
+    flatten: bool = True,
+    window_share: float = CORNER_WINDOW,
+) -> NDArray[np.float64]:
+    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order.
+
+    The candidates are `_corner_candidates` (same keyword arguments).
+    """
+    centers, sides, corners = _corner_candidates(
+        work, layout, params, half_way=half_way, flatten=flatten, window_share=window_share
+    )
     if len(centers) < 4:
         raise MarkerNotFoundError(
             f"found {len(centers)} of the 4 corner markers (solid squares); is a corner cut off, "
@@ -470,6 +598,22 @@ def _orient(
     params: DetectParams,
 ) -> tuple[NDArray[np.float64], int]:
     """Put the clockwise quad in layout order (TL, TR, BR, BL) using the hole; the turn in degrees."""
+    contrasts = _hole_contrasts(gray, quad, layout, px_per_mm)
+    holes = [i for i, c in enumerate(contrasts) if c > params.min_hole_contrast]
+    if len(holes) != 1:
+        found = ", ".join(f"{c:.2f}" for c in contrasts)
+        raise MarkerNotFoundError(
+            f"orientation unknown: the top-left marker's white hole was found on {len(holes)} of 4 "
+            f"markers (hole contrast {found}; need exactly one > {params.min_hole_contrast}); "
+            "the marker may be dirty or covered: check the sheet and rescan"
+        )
+    return _ordered_from(quad, holes[0], layout, params)
+
+
+def _hole_contrasts(
+    gray: NDArray[np.uint8], quad: NDArray[np.float64], layout: CardLayout, px_per_mm: float
+) -> list[float]:
+    """Per marker centre of ``quad``: how much lighter its centre is than its ring of ink."""
     m = layout.markers
     hole_r = m.hole_side_mm / 2 * 0.5 * px_per_mm
     ring_r = (m.hole_side_mm / 2 + m.side_mm / 2) / 2 * px_per_mm
@@ -483,19 +627,17 @@ def _orient(
     radii = np.array([hole_r] + [hole_r * 0.6] * len(_RING_DIRECTIONS) + [hole_r])
     means = _patch_means(gray, quad[:, None, :] + offsets[None], radii)  # (4, 10)
     ring = median_rows(means[:, 1:-1])
-    contrasts = ((means[:, 0] - ring) / np.maximum(means[:, -1] - ring, 1.0)).tolist()
-    holes = [i for i, c in enumerate(contrasts) if c > params.min_hole_contrast]
-    if len(holes) != 1:
-        found = ", ".join(f"{c:.2f}" for c in contrasts)
-        raise MarkerNotFoundError(
-            f"orientation unknown: the top-left marker's white hole was found on {len(holes)} of 4 "
-            f"markers (hole contrast {found}; need exactly one > {params.min_hole_contrast}); "
-            "the marker may be dirty or covered: check the sheet and rescan"
-        )
-    ordered = np.roll(quad, -holes[0], axis=0)
+    return ((means[:, 0] - ring) / np.maximum(means[:, -1] - ring, 1.0)).tolist()
+
+
+def _ordered_from(
+    quad: NDArray[np.float64], hole: int, layout: CardLayout, params: DetectParams
+) -> tuple[NDArray[np.float64], int]:
+    """The clockwise quad rolled to start at marker ``hole`` (layout order), and the turn."""
+    ordered = np.roll(quad, -hole, axis=0)
     first_edge = np.linalg.norm(ordered[1] - ordered[0])
     second_edge = np.linalg.norm(ordered[2] - ordered[1])
-    mk = m.centers()
+    mk = layout.markers.centers()
     want = np.linalg.norm(mk[1] - mk[0]) / np.linalg.norm(mk[2] - mk[1])
     if abs(first_edge / second_edge / want - 1) > params.max_side_ratio_error:
         if abs(second_edge / first_edge / want - 1) <= params.max_side_ratio_error:
@@ -553,6 +695,7 @@ def _fit(
     rotation: int,
     layout: CardLayout,
     params: DetectParams,
+    missing: int = -1,
 ) -> Registration:
     """Refine each marker at full resolution and fit the homography over corners + centres.
 
@@ -563,10 +706,10 @@ def _fit(
     specks off while a 6 mm square keeps its shape.
     """
     try:
-        return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.0)
+        return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.0, missing=missing)
     except MarkerNotFoundError as first:
         try:
-            return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.4)
+            return _fit_markers(gray, rough, rotation, layout, params, opening_mm=0.4, missing=missing)
         except MarkerNotFoundError:
             raise first from None
 
@@ -579,8 +722,14 @@ def _fit_markers(
     params: DetectParams,
     *,
     opening_mm: float,
+    missing: int = -1,
 ) -> Registration:
-    """`_fit` with the marker masks opened by a square of ``opening_mm`` (0: not opened)."""
+    """`_fit` with the marker masks opened by a square of ``opening_mm`` (0: not opened).
+
+    ``missing`` (layout index, -1: none) is a marker that is not on the image: the other
+    three give an affine fit (three clusters of points pin a plane's affine map, not a
+    perspective one; a flat scan is affine to well under the fit's tolerance).
+    """
     m = layout.markers
     mk = m.centers()
     corners_mm = m.corners()
@@ -592,7 +741,8 @@ def _fit_markers(
     predicted_corners = project_points(rough_h, corners_mm)  # (4 markers, 4 corners, 2)
     half = (m.side_mm / 2 + m.quiet_zone_mm * 0.8) * px_per_mm
     opening_px = max(2, round(opening_mm * px_per_mm)) if opening_mm else 0
-    for k in range(4):
+    present = [k for k in range(4) if k != missing]
+    for k in present:
         cx, cy = rough[k]
         x0, y0 = max(0, math.floor(cx - half)), max(0, math.floor(cy - half))
         x1, y1 = min(w, math.ceil(cx + half) + 1), min(h, math.ceil(cy + half) + 1)
@@ -630,11 +780,14 @@ def _fit_markers(
         corners_arr = pts[np.argmax(along, axis=0)] + 0.5 * np.sign(predicted - centre)
         image_pts.append(np.vstack([centre, corners_arr]) + np.array([x0, y0]))
     layout_pts = np.concatenate([mk[:, None, :], corners_mm], axis=1)  # (4, 5, 2) centre + corners
-    src = layout_pts.reshape(-1, 2)
+    src = layout_pts[present].reshape(-1, 2)
     dst = np.concatenate(image_pts)
     # the corners of a blurred square are rounded; weight centres (unbiased) more
-    weights = np.tile([3.0, 1, 1, 1, 1], 4)
-    homography = _weighted_homography(src, dst, weights)
+    weights = np.tile([3.0, 1, 1, 1, 1], len(present))
+    if missing < 0:
+        homography = _weighted_homography(src, dst, weights)
+    else:
+        homography = _weighted_affine(src, dst, weights)
     fitted = project_points(homography, src)
     residual_px = float(np.sqrt(np.average(np.sum((fitted - dst) ** 2, axis=1), weights=weights)))
     scale = float(np.sqrt(abs(np.linalg.det(homography[:2, :2]))))
@@ -644,14 +797,18 @@ def _fit_markers(
             f"markers do not fit the card's geometry: residual {residual_mm:.2f} mm "
             f"(need <= {params.max_residual_mm}); the sheet may be folded or another form"
         )
+    centres = np.array([p[0] for p in image_pts])
+    if missing >= 0:  # where the missing marker's centre is, for the record and overlays
+        centres = np.insert(centres, missing, project_points(homography, mk[missing : missing + 1]), axis=0)
     return Registration(
         homography=homography,
-        marker_centers_px=np.array([p[0] for p in image_pts]),
+        marker_centers_px=centres,
         rotation_deg=rotation,
         px_per_mm=scale,
         residual_mm=residual_mm,
         ink_u8=median(np.array(inks)),
         paper_u8=median(np.array(papers)),
+        missing_marker=missing,
     )
 
 
@@ -674,6 +831,15 @@ def _percentiles_u8(values: NDArray[np.uint8], percents: tuple[float, float]) ->
         diff = b - a
         out.append(float(b - diff * (1 - t)) if t >= 0.5 else float(a + diff * t))
     return out[0], out[1]
+
+
+def _weighted_affine(
+    src: NDArray[np.float64], dst: NDArray[np.float64], weights: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """(3, 3) weighted least-squares affine map src → dst, as a homography."""
+    design = np.hstack([src, np.ones((len(src), 1))]) * np.sqrt(weights)[:, None]
+    solution, *_ = np.linalg.lstsq(design, dst * np.sqrt(weights)[:, None], rcond=None)
+    return np.vstack([solution.T, [0.0, 0.0, 1.0]])
 
 
 def _weighted_homography(

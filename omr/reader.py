@@ -51,6 +51,8 @@ from omr.stats import median
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
+#: the corner markers in layout order (flag ``marker_missing:<name>``)
+MARKER_NAMES = ("top_left", "top_right", "bottom_right", "bottom_left")
 #: outline evidence under which the page is not this card at all
 MIN_OUTLINE_EVIDENCE = 0.15
 #: a part of the card whose outlines are this much fainter than the best part is misplaced
@@ -300,6 +302,8 @@ def measure_card(
         for name, level in zip(names, part_levels, strict=True)
         if level < MIN_PART_OUTLINE_RATIO * part_levels.max()
     )
+    if registration.missing_marker >= 0:  # registered on the other three: a person checks
+        flags = (f"marker_missing:{MARKER_NAMES[registration.missing_marker]}", *flags)
     return CardMeasurement(
         features=box_features(remove_print(samples.darkness, grid), grid),
         registration=registration,

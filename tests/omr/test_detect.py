@@ -52,9 +52,18 @@ def test_noise_is_not_a_card():
         register_page(rng.integers(0, 256, (1754, 1240), dtype=np.uint8), LAYOUT)
 
 
-def test_cut_off_marker(card150):
+def test_cut_off_marker_registers_on_the_other_three(card150):
     page = card150.copy()
     page[-80:, -80:] = 255  # bottom-right corner cut away
+    reg = register_page(page, LAYOUT)
+    assert reg.missing_marker == 2 and reg.rotation_deg == 0 and reg.residual_mm < 0.2
+    # where the missing marker was: inferred from the other three
+    assert np.abs(reg.marker_centers_px[2] - to_px(LAYOUT.markers.centers()[2], 150)).max() < 1.5
+
+
+def test_two_markers_cut_off_is_an_error(card150):
+    page = card150.copy()
+    page[-80:, :] = 255  # the bottom edge cut away
     with pytest.raises(MarkerNotFoundError, match="marker"):
         register_page(page, LAYOUT)
 

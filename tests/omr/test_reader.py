@@ -206,3 +206,21 @@ def test_a_mirrored_image_is_read_and_flagged_with_the_homography_of_the_image_a
     top_left = project_points(reading.homography, LAYOUT.markers.centers()[:1])[0]
     h, w = mirrored.shape
     assert top_left[0] > 0.8 * w and top_left[1] < 0.2 * h
+
+
+@pytest.mark.parametrize("turn", ["as-scanned", "upside-down"])
+@pytest.mark.parametrize("marker", [0, 1, 2, 3])
+def test_a_card_with_one_marker_covered_is_read_on_the_other_three_and_goes_to_review(card200, marker, turn):
+    from omr.reader import MARKER_NAMES
+
+    page = card200.copy()
+    scale = 200 / 25.4
+    cx, cy = (LAYOUT.markers.centers()[marker] * scale).astype(int)
+    half = int(5 * scale)
+    page[cy - half : cy + half, cx - half : cx + half] = 255  # a sticker over the marker
+    if turn == "upside-down":
+        page = np.ascontiguousarray(page[::-1, ::-1])
+    reading = read_card(page, LAYOUT)
+    assert reading.responses == ANSWERS and reading.code_number == "123456782"
+    assert f"marker_missing:{MARKER_NAMES[marker]}" in reading.flags
+    assert reading.needs_review
