@@ -111,6 +111,16 @@ def decode_barcode(
             "box",
         )
     )
+    # a label printed with thin modules (~0.2 mm: 1 px at 4-5 px/mm) needs the scan's own
+    # resolution; tried only after the rest failed on the box
+    full_rate = min(float(px_per_mm), MAX_FULL_RATE)
+    if found is None and full_rate > rate * 1.3:
+        fine = _warp_region(
+            gray, homography, (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5), full_rate
+        )
+        found = _decode_region(
+            pyzbar, cv2.resize(fine, (fine.shape[1], 4), interpolation=cv2.INTER_AREA), "box", otsu=False
+        ) or _decode_region(pyzbar, fine, "box")
     # then the header, but only when the box shows no bars: a label on its box that
     # does not decode (a sticker, a stroke, a smudge over it) is not elsewhere, and
     # searching the header costs ~20 ms a card
@@ -135,6 +145,8 @@ def _decode_region(
     return None
 
 
+#: the finest resolution (px/mm) a label is decoded at, for thin modules (600 DPI: 23.6)
+MAX_FULL_RATE = 12.0
 #: a band across a barcode's bars has at least this many ink/paper edges along a row
 #: (a 9-digit Code 128 has ~30 bars, ~60 edges; a sticker over half of them leaves ~25;
 #: a pen stroke or a smudge across an empty box gives 0-4)

@@ -1,5 +1,6 @@
 from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 
@@ -115,8 +116,9 @@ def test_a_damaged_label_on_its_box_is_not_searched_for_in_the_header():
     page[y0:y1, x0 + (x1 - x0) // 4 : x0 + 3 * (x1 - x0) // 4] = 245  # the middle half covered
     with mock.patch("omr.decode._decode_region", wraps=decode_module._decode_region) as spy:
         assert decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm) is None
-    # the band averaged to four rows, the band, the whole box; not the header
-    assert [call.args[2] for call in spy.call_args_list] == ["box", "box", "box"]
+    # the band averaged to four rows, the band, the whole box, the band at the scan's
+    # resolution (averaged, as it is); not the header
+    assert [call.args[2] for call in spy.call_args_list] == ["box"] * 5
 
 
 def test_an_empty_box_sends_the_search_to_the_header():
@@ -126,4 +128,17 @@ def test_an_empty_box_sends_the_search_to_the_header():
     page[y0:y1, x0:x1] = 250
     with mock.patch("omr.decode._decode_region", wraps=decode_module._decode_region) as spy:
         assert decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm) is None
-    assert [call.args[2] for call in spy.call_args_list] == ["box", "box", "box", "header"]
+    assert [call.args[2] for call in spy.call_args_list] == ["box"] * 5 + ["header"]
+
+
+@pytest.mark.parametrize("dpi", [300, 400])
+def test_a_label_with_thin_modules_is_read_at_the_scans_resolution(dpi):
+    """0.19 mm modules are ~1 px at the usual 4-5 px/mm: read again at the scan's own
+    (at 200 DPI they are 1.5 px there too: it depends on the label)."""
+    from omr.render import RenderStyle
+
+    page = render_card(LAYOUT, "987654325", dpi=dpi, style=RenderStyle(barcode_max_module_mm=0.19))
+    page = cv2.GaussianBlur(page, (0, 0), 0.5 * dpi / 200)
+    reg = register_page(page, LAYOUT)
+    found = decode_barcode(page, reg.homography, LAYOUT, reg.px_per_mm)
+    assert found is not None and found.data == "987654325" and found.where == "box"
