@@ -213,14 +213,15 @@ def register_page(
     # passed for markers: the next pass looks again rather than giving the page up
     search_errors: list[MarkerNotFoundError] = []
     fit_errors: list[MarkerNotFoundError] = []
+    loose_candidates: list[_Candidates] = []  # the last passes', for the three-marker fit
     for shape, half_way, flatten, window_share in passes:
+        candidates = _corner_candidates(
+            small, layout, shape, half_way=half_way, flatten=flatten, window_share=window_share
+        )
+        if shape is loose:
+            loose_candidates.append(candidates)
         try:
-            rough = to_page_px(
-                _find_marker_quad(
-                    small, layout, shape, half_way=half_way, flatten=flatten, window_share=window_share
-                ),
-                factor,
-            )
+            rough = to_page_px(_find_marker_quad(candidates, layout, shape), factor)
         except MarkerNotFoundError as err:
             search_errors.append(err)
             continue
@@ -248,7 +249,7 @@ def register_page(
     # a corner torn off, or a marker under a sticker, a stamp or a clip: the other three
     # still fix the card (affinely); such a card always goes to review
     try:
-        return _register_on_three(gray, small, factor, layout, loose, params)
+        return _register_on_three(gray, loose_candidates, factor, layout, loose, params)
     except MarkerNotFoundError:
         pass
     if fit_errors:  # four markers were found: say what was wrong with them
@@ -278,7 +279,7 @@ MIN_THREE_MARKER_SPAN = 0.6
 
 def _register_on_three(
     gray: NDArray[np.uint8],
-    work: NDArray[np.uint8],
+    searches: list[_Candidates],
     factor: int,
     layout: CardLayout,
     shape: DetectParams,
@@ -289,12 +290,13 @@ def _register_on_three(
     The three must make a right angle with the sides' proportions and the markers'
     size; the hole is on one of them (that one is the top-left) or on none (then the
     missing one is the top-left).  The fit is affine and must meet the usual residual;
-    the reader then checks the printed outlines as for any card.
+    the reader then checks the printed outlines as for any card.  ``searches``: the
+    candidates of the marker search's passes with the loose shape tests (``shape``).
     """
-    errors: list[MarkerNotFoundError] = []
-    for half_way in (False, True):
+    errors = [MarkerNotFoundError("no marker candidates to register on three")]
+    for candidates in searches:
         try:
-            quad, missing_corner = _three_marker_quad(work, layout, shape, half_way=half_way)
+            quad, missing_corner = _three_marker_quad(candidates, layout, shape)
             rough = to_page_px(quad, factor)
             corner = rough[(missing_corner + 2) % 4]  # the right angle, opposite the missing one
             short = min(np.linalg.norm(corner - rough[(missing_corner + k) % 4]) for k in (1, 3))
@@ -314,14 +316,11 @@ def _register_on_three(
 
 
 def _three_marker_quad(
-    work: NDArray[np.uint8], layout: CardLayout, params: DetectParams, *, half_way: bool
+    candidates: _Candidates, layout: CardLayout, params: DetectParams
 ) -> tuple[NDArray[np.float64], int]:
     """(4, 2) clockwise marker centres (work px), one inferred, and the inferred one's corner."""
-    centers, sides, corners = _corner_candidates(work, layout, params, half_way=half_way)
-    c = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
-    s = np.asarray(sides, dtype=np.float64)
-    in_corner = np.asarray(corners, dtype=np.intp)
-    by_size = np.argsort(-s) if len(s) else np.zeros(0, np.intp)
+    c, s, in_corner = candidates.centers, candidates.sides, candidates.corners
+    by_size = np.argsort(-s)
     per_corner = [[int(i) for i in by_size if in_corner[i] == k][:3] for k in range(4)]
     mk = layout.markers.centers()
     want_short = float(np.linalg.norm(mk[1] - mk[0]))
@@ -347,7 +346,7 @@ def _three_marker_quad(
                 or scale_err > params.max_marker_scale_error
             ):
                 continue
-            if short < MIN_THREE_MARKER_SPAN * min(work.shape):
+            if short < MIN_THREE_MARKER_SPAN * min(candidates.work_shape):
                 continue  # three filled bubbles can form a small right angle too
             inferred = c[ia] + c[id_] - c[ib]
             # a square where the fourth should be: all four are there (say, the hole is
@@ -369,6 +368,21 @@ def _three_marker_quad(
 # -- candidate markers ----------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Candidates:
+    """Square blobs of a page's four corner windows (`_corner_candidates`).
+
+    centers : (K, 2) work pixels; sides : (K,) work pixels; corners : (K,) window index,
+    clockwise in the image (top-left, top-right, bottom-right, bottom-left);
+    work_shape : the work image's (height, width)
+    """
+
+    centers: NDArray[np.float64]
+    sides: NDArray[np.float64]
+    corners: NDArray[np.intp]
+    work_shape: tuple[int, int]
+
+
 def _corner_candidates(
     work: NDArray[np.uint8],
     layout: CardLayout,
@@ -377,11 +391,10 @@ def _corner_candidates(
     half_way: bool = False,
     flatten: bool = True,
     window_share: float = CORNER_WINDOW,
-) -> tuple[list[tuple[float, float]], list[float], list[int]]:
-    """Square blobs of the four corner windows: centres (work px), sides, corner index.
+) -> _Candidates:
+    """Square blobs of the four corner windows: marker candidates.
 
-    Corners are numbered clockwise in the image: top-left, top-right, bottom-right,
-    bottom-left.  ``half_way`` thresholds half-way between the page's darkest ink and
+    ``half_way`` thresholds half-way between the page's darkest ink and
     its paper instead of at Otsu's level: on a stained or textured page Otsu's level
     lets light stains in, and a stain touching a marker merges with it.  ``flatten``
     divides each window by its local paper level first (uneven light); without it the
@@ -427,36 +440,29 @@ def _corner_candidates(
         _, dark = cv2.threshold(flat, level, 255, cv2.THRESH_BINARY_INV)
         _square_blobs(dark, min_side, max_side, params, x_off, y_off, centers, sides)
         corners += [corner] * (len(centers) - found)
-    return centers, sides, corners
+    return _Candidates(
+        centers=np.asarray(centers, dtype=np.float64).reshape(-1, 2),
+        sides=np.asarray(sides, dtype=np.float64),
+        corners=np.asarray(corners, dtype=np.intp),
+        work_shape=(h, w),
+    )
 
 
 def _find_marker_quad(
-    work: NDArray[np.uint8],
-    layout: CardLayout,
-    params: DetectParams,
-    *,
-    half_way: bool = False,
-    flatten: bool = True,
-    window_share: float = CORNER_WINDOW,
+    candidates: _Candidates, layout: CardLayout, params: DetectParams
 ) -> NDArray[np.float64]:
-    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order.
-
-    The candidates are `_corner_candidates` (same keyword arguments).
-    """
-    centers, sides, corners = _corner_candidates(
-        work, layout, params, half_way=half_way, flatten=flatten, window_share=window_share
-    )
-    if len(centers) < 4:
+    """(4, 2) rough centres (work pixels) of the four markers, in clockwise image order."""
+    if len(candidates.sides) < 4:
         raise MarkerNotFoundError(
-            f"found {len(centers)} of the 4 corner markers (solid squares); is a corner cut off, "
-            "or is this not a karta testowa? rescan the whole sheet"
+            f"found {len(candidates.sides)} of the 4 corner markers (solid squares); is a corner cut "
+            "off, or is this not a karta testowa? rescan the whole sheet"
         )
-    order = np.argsort(sides)[::-1][: params.max_candidates]
-    c = np.asarray(centers, dtype=np.float64)[order]
-    s = np.asarray(sides, dtype=np.float64)[order]
+    order = np.argsort(candidates.sides)[::-1][: params.max_candidates]
+    c = candidates.centers[order]
+    s = candidates.sides[order]
     # one marker in each corner window: the quadruples are one candidate of each corner,
     # already in clockwise order
-    in_corner = np.asarray(corners)[order]
+    in_corner = candidates.corners[order]
     combos = _one_per_corner(tuple(tuple(np.flatnonzero(in_corner == k).tolist()) for k in range(4)))
     if not len(combos):
         raise MarkerNotFoundError(
@@ -497,7 +503,7 @@ def _find_marker_quad(
             f"({want_short:.0f} x {want_long:.0f} mm); a marker may be cut off or covered, or this "
             "is not a karta testowa: rescan the whole sheet"
         )
-    cost = ratio_err + opposite_err + diag_err + 0.2 * scale_err - 0.001 * short / max(work.shape)
+    cost = ratio_err + opposite_err + diag_err + 0.2 * scale_err - 0.001 * short / max(candidates.work_shape)
     best = int(np.argmin(np.where(ok, cost, np.inf)))
     return pts[best]
 

@@ -88,7 +88,7 @@ def test_half_way_threshold_finds_the_same_markers():
     light stains pass Otsu's level and merge with a marker) finds the markers too."""
     import numpy as np
 
-    from omr.detect import DetectParams, _find_marker_quad, make_work_image
+    from omr.detect import DetectParams, _corner_candidates, _find_marker_quad, make_work_image
     from omr.layout import load_layout
     from omr.synth import ScanDamage, random_card_spec, synth_card
 
@@ -96,8 +96,9 @@ def test_half_way_threshold_finds_the_same_markers():
     spec = random_card_spec(layout, np.random.default_rng(3))
     card = synth_card(layout, spec, ScanDamage(dpi=200, rotation_deg=4.0, noise_sigma=4.0), seed=3)
     work, _ = make_work_image(card.image, 700)
-    otsu = _find_marker_quad(work, layout, DetectParams())
-    half_way = _find_marker_quad(work, layout, DetectParams(), half_way=True)
+    params = DetectParams()
+    otsu = _find_marker_quad(_corner_candidates(work, layout, params), layout, params)
+    half_way = _find_marker_quad(_corner_candidates(work, layout, params, half_way=True), layout, params)
     assert np.abs(otsu - half_way).max() < 1.5
 
 
