@@ -97,30 +97,17 @@ def decode_barcode(
     # a 1-D code decodes from a few scan lines: first a band across the middle of the
     # bars (a quarter of the box's pixels), then the whole box
     bars_mid = y0 + (y1 - y0) * 0.35
-    band = _warp_region(gray, homography, (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5), rate)
-    # zbar scans every row and column of what it is given: the band averaged down to four
-    # rows (each ~1.2 mm of the bars, smoothed along them) decodes in a third of the time
-    # on a clean label; the band itself gives a damaged one more lines to try
-    rows = cv2.resize(band, (band.shape[1], 4), interpolation=cv2.INTER_AREA)
-    found = (
-        _decode_region(pyzbar, rows, "box", otsu=False)
-        or _decode_region(pyzbar, band, "box")
-        or _decode_region(
-            pyzbar,
-            _warp_region(gray, homography, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), rate),
-            "box",
-        )
+    band_mm = (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5)
+    band = _warp_region(gray, homography, band_mm, rate)
+    box_mm = (x0 - margin, y0 - margin, x1 + margin, y1 + margin)
+    found = _decode_band(pyzbar, band) or _decode_region(
+        pyzbar, _warp_region(gray, homography, box_mm, rate), "box"
     )
     # a label printed with thin modules (~0.2 mm: 1 px at 4-5 px/mm) needs the scan's own
     # resolution; tried only after the rest failed on the box
     full_rate = min(float(px_per_mm), MAX_FULL_RATE)
     if found is None and full_rate > rate * 1.3:
-        fine = _warp_region(
-            gray, homography, (x0 - margin, bars_mid - 2.5, x1 + margin, bars_mid + 2.5), full_rate
-        )
-        found = _decode_region(
-            pyzbar, cv2.resize(fine, (fine.shape[1], 4), interpolation=cv2.INTER_AREA), "box", otsu=False
-        ) or _decode_region(pyzbar, fine, "box")
+        found = _decode_band(pyzbar, _warp_region(gray, homography, band_mm, full_rate))
     # then the header, but only when the box shows no bars: a label on its box that
     # does not decode (a sticker, a stroke, a smudge over it) is not elsewhere, and
     # searching the header costs ~20 ms a card
@@ -129,6 +116,17 @@ def decode_barcode(
         header = (0.0, 0.0, layout.page_width_mm, max(y1 + margin, top_of_answers))
         found = _decode_region(pyzbar, _warp_region(gray, homography, header, rate), "header")
     return found
+
+
+def _decode_band(pyzbar: Any, band: NDArray[np.uint8]) -> BarcodeRead | None:
+    """The code in an upright band across the bars: first averaged down to four rows, then whole.
+
+    zbar scans every row and column of what it is given: four rows (each a quarter of
+    the band, smoothed along the bars) decode in a third of the time on a clean label;
+    the band itself gives a damaged one more lines to try.
+    """
+    rows = cv2.resize(band, (band.shape[1], 4), interpolation=cv2.INTER_AREA)
+    return _decode_region(pyzbar, rows, "box", otsu=False) or _decode_region(pyzbar, band, "box")
 
 
 def _decode_region(
