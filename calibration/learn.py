@@ -49,17 +49,15 @@ def calibrate(
     f = np.asarray(answer_features, dtype=np.float32)
     if f.ndim != 2 or f.shape[0] < _MIN_BOXES:
         return replace(base, source="default")
-    fill = f[:, _FILL]
-    # the three noise floors over the same quiet half of the boxes, in one call
-    quiet = fill <= median(fill)
-    floor_fill, floor_stroke, floor_ink = (percentile(f[quiet, k], 99.5) for k in (_FILL, _STROKE, _INK))
+    fill, stroke, ink = f[:, _FILL], f[:, _STROKE], f[:, _INK]
+    floor_fill, floor_stroke, floor_ink = (_noise_floor(v, fill) for v in (fill, stroke, ink))
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
     )
     stroke_blank = float(max(base.stroke_blank, min(floor_stroke + 0.03, base.stroke_mark)))
     ink_blank = float(np.clip(max(base.ink_blank, floor_ink + 0.03), base.ink_blank, base.ink_mark - 0.1))
     # the pencil: solid marks (little stroke texture, clearly above the grey zone)
-    solid = (fill >= base.fill_mark) & (f[:, _STROKE] < base.stroke_mark)
+    solid = (fill >= base.fill_mark) & (stroke < base.stroke_mark)
     fill_mark = base.fill_mark
     if solid.sum() >= _MIN_BOXES:
         pencil = percentile(fill[solid], 10)

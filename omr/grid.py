@@ -73,7 +73,7 @@ class SamplingGrid:
         option with the same letter); -1 = no template
     template_batches : the glyph groups large enough for a print template
         (``MIN_TEMPLATE_BOXES``), as index arrays (G, n) of the groups of one size n,
-        so one ``np.partition`` call learns all their templates
+        so one sort learns all their templates
     template_rows : (N,) int, each box's group as a row of the templates stacked in
         ``template_batches`` order; the number of groups for a box with no template
     probes_mm : (N, S + 12 + 14, 2) float64, per box its S inner samples, then 12 on its

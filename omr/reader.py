@@ -154,14 +154,11 @@ def read_card(
 
     n_options = len(layout.options)
     answer_states = states[slices["answers"]].reshape(layout.questions, n_options)
+    answer_features = features[slices["answers"]].reshape(layout.questions, n_options, -1)
     # light texture or erasure residue beside the question's one solid fill is blank
     # (spec §2), not a '?' (dirt around a box keeps it '?')
-    answer_states = clear_faint_beside_fill(
-        answer_states,
-        features[slices["answers"]].reshape(layout.questions, n_options, -1),
-        thresholds,
-        dirty[slices["answers"]].reshape(layout.questions, n_options),
-    )
+    answer_dirty = dirty[slices["answers"]].reshape(layout.questions, n_options)
+    answer_states = clear_faint_beside_fill(answer_states, answer_features, thresholds, answer_dirty)
     # a question whose printed outlines are missing where the registration put it is
     # misplaced (a fold, a crease): whatever its boxes say, a person must look
     outline = measured.outline[slices["answers"]].reshape(layout.questions, n_options).mean(axis=1)
@@ -177,9 +174,7 @@ def read_card(
     # a box of lines alone beside a solid fill is more likely dirt than a second answer;
     # doubted only after the count above, which must still see it as a mark (on a
     # speckled copy such boxes are what makes the count implausible)
-    answer_states = doubt_lines_beside_fills(
-        answer_states, features[slices["answers"]].reshape(layout.questions, n_options, -1), thresholds
-    )
+    answer_states = doubt_lines_beside_fills(answer_states, answer_features, thresholds)
     responses = read_responses(answer_states, layout.options)
     g = layout.code_grid
     grid_digits = read_grid_digits(states[slices["code"]].reshape(g.columns, g.rows), g.row_labels)
