@@ -34,6 +34,7 @@ from omr.stats import median
 
 __all__ = [
     "FEATURE_NAMES",
+    "ProbeOrder",
     "SamplingGrid",
     "box_features",
     "build_sampling_grid",
@@ -83,6 +84,9 @@ class SamplingGrid:
     header_above : (N,) bool, boxes with printed headers above them (a block's first
         row, the code grid's first digit row, the version row): only the gap below
         them counts in `surround_darkness`
+    probe_orders : the probes in the order the page's rows hold them, for a page whose
+        rows run along the layout's x (upright or upside down) and along its y
+        (scanned sideways): `ProbeOrder`, used by `sample_boxes`
     """
 
     points_mm: NDArray[np.float64]
@@ -96,6 +100,39 @@ class SamplingGrid:
     template_rows: NDArray[np.intp]
     probes_mm: NDArray[np.float64]
     header_above: NDArray[np.bool_]
+    probe_orders: tuple[ProbeOrder, ProbeOrder]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeOrder:
+    """``probes_mm`` sorted into bands across the page, to be read in one sweep.
+
+    In box order a remap reads each box's ~130 probes down ~60 image rows and
+    then jumps to the next box: every row is fetched from memory again for each box
+    that crosses it.  Sorted into 1 mm bands across the page, then along the band,
+    the probes are read row band after row band (measured at 300 DPI: 1.6 against
+    2.5 ms, the same values).
+
+    probes_mm : (N, P, 2) the probes in reading order (the shape only keeps the map
+        within ``cv2.remap``'s 32767 rows)
+    slots : (N * P,) where each box-order probe sits in the reading order
+    """
+
+    probes_mm: NDArray[np.float64]
+    slots: NDArray[np.intp]
+
+
+#: width of the bands across the page in which the probes are read (`ProbeOrder`)
+PROBE_BAND_MM = 1.0
+
+
+def _probe_order(probes_mm: NDArray[np.float64], along: int) -> ProbeOrder:
+    """The probes in bands ``PROBE_BAND_MM`` wide that run along layout axis ``along``, each read along it."""
+    flat = probes_mm.reshape(-1, 2)
+    order = np.lexsort((flat[:, along], np.floor(flat[:, 1 - along] / PROBE_BAND_MM)))
+    slots = np.empty_like(order)
+    slots[order] = np.arange(order.size)
+    return ProbeOrder(probes_mm=flat[order].reshape(probes_mm.shape), slots=slots)
 
 
 def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int = 9) -> SamplingGrid:
@@ -135,6 +172,7 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     template_batches, template_rows = _template_groups(glyph_groups)
     points_mm = centers[:, None, :] + offsets[None, :, :]
     surround_mm, header_above = _surround_points_mm(layout)
+    probes_mm = np.concatenate([points_mm, _outline_points_mm(layout), surround_mm], axis=1)
     return SamplingGrid(
         points_mm=points_mm,
         centers_mm=centers,
@@ -145,8 +183,9 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
         glyph_groups=glyph_groups,
         template_batches=template_batches,
         template_rows=template_rows,
-        probes_mm=np.concatenate([points_mm, _outline_points_mm(layout), surround_mm], axis=1),
+        probes_mm=probes_mm,
         header_above=header_above,
+        probe_orders=(_probe_order(probes_mm, along=0), _probe_order(probes_mm, along=1)),
     )
 
 
@@ -246,10 +285,11 @@ def sample_boxes(
     paper : (N,) float32 local paper level per box (`paper_levels`)
     ink_u8 : grey level of the printed markers' ink on this page
 
-    All ``grid.probes_mm`` in one projection and one ``cv2.remap``: the page is
-    fetched from memory once (three remaps over the same rows cost ~1 ms more).
+    All ``grid.probes_mm`` in one projection and one ``cv2.remap``, in the order of
+    the page's rows (`ProbeOrder`): the page is fetched from memory once (three
+    remaps over the same rows cost ~1 ms more).
     """
-    darkness = _darkness_at(gray, homography, grid.probes_mm, paper, ink_u8)
+    darkness = _darkness_at(gray, homography, _row_order(grid, homography), paper, ink_u8)
     inner = grid.points_mm.shape[1]
     return BoxSamples(
         darkness=darkness[:, :inner],
@@ -258,16 +298,25 @@ def sample_boxes(
     )
 
 
+def _row_order(grid: SamplingGrid, homography: NDArray[np.float64]) -> ProbeOrder:
+    """The probe order whose bands run along the image's rows under ``homography``."""
+    centre = grid.centers_mm.mean(axis=0)
+    origin, step_x = project_points(homography, np.array([centre, centre + (1.0, 0.0)]))
+    along_x = step_x - origin  # the image direction of the layout's x axis
+    return grid.probe_orders[0 if abs(along_x[0]) >= abs(along_x[1]) else 1]
+
+
 def _darkness_at(
     gray: NDArray[np.uint8],
     homography: NDArray[np.float64],
-    points_mm: NDArray[np.float64],
+    order: ProbeOrder,
     paper: NDArray[np.float32],
     ink_u8: float,
 ) -> NDArray[np.float32]:
-    """(N, K) darkness at (N, K, 2) layout points, box n judged against ``paper[n]``; one remap."""
-    pts = project_points(homography, points_mm).astype(np.float32)
-    values = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    """(N, K) darkness at the probes of ``order``, box n judged against ``paper[n]``; one remap."""
+    pts = project_points(homography, order.probes_mm).astype(np.float32)
+    swept = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    values = swept.reshape(-1)[order.slots].reshape(swept.shape)
     span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[:, None]
     darkness = (paper[:, None] - values.astype(np.float32)) / span
     return np.clip(darkness, 0.0, 1.0, out=darkness)
