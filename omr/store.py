@@ -1,7 +1,8 @@
 """The results store: one SQLite file (WAL) holding every page a batch has read.
 
-One process writes (the batch's main process); each page is one transaction, so a
-batch killed at any moment leaves every committed page complete and nothing else,
+One process writes (the batch's main process); a page is written inside one
+transaction (alone, or with the few pages read just before it: `write_outcomes`), so
+a batch killed at any moment leaves every committed page complete and nothing else,
 and re-running it resumes where it stopped.
 
 Tables (schema version `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
@@ -245,6 +246,31 @@ def _flat_fields(record: object) -> dict[str, object]:
     return {f.name: getattr(record, f.name) for f in fields(record)}  # type: ignore[arg-type]
 
 
+def _outcome_values(outcome: PageOutcome) -> dict[str, object]:
+    """The columns of a page's row that come from its reading (fill matrix, thresholds, timings)."""
+    reading, t = outcome.reading, outcome.timings
+    values: dict[str, object] = {
+        "error_type": outcome.error_type,
+        "message": outcome.message,
+        "load_ms": t.load_s * 1e3,
+        "read_ms": t.read_s * 1e3,
+        "total_ms": t.total_s * 1e3,
+    }
+    if reading is not None:
+        features = np.asarray(reading.box_features, dtype=np.float16)
+        values |= {
+            "fill": features.tobytes(),
+            "fill_shape": "x".join(map(str, features.shape)),
+            "box_states": np.asarray(reading.box_states, dtype=np.int8).tobytes(),
+            "thresholds": json.dumps(_flat_fields(reading.thresholds)),
+            "rotation_deg": int(reading.rotation_deg),
+            "residual_mm": float(reading.registration_residual_mm),
+            "barcode": reading.barcode,
+            "grid": reading.grid,
+        }
+    return values
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -400,28 +426,19 @@ class ResultStore:
         -----
         Idempotent: a page already stored with the same content is left alone.
         """
-        ref, reading, t = outcome.ref, outcome.reading, outcome.timings
-        values: dict[str, object] = {
-            "error_type": outcome.error_type,
-            "message": outcome.message,
-            "load_ms": t.load_s * 1e3,
-            "read_ms": t.read_s * 1e3,
-            "total_ms": t.total_s * 1e3,
-        }
-        if reading is not None:
-            features = np.asarray(reading.box_features, dtype=np.float16)
-            values |= {
-                "fill": features.tobytes(),
-                "fill_shape": "x".join(map(str, features.shape)),
-                "box_states": np.asarray(reading.box_states, dtype=np.int8).tobytes(),
-                "thresholds": json.dumps(_flat_fields(reading.thresholds)),
-                "rotation_deg": int(reading.rotation_deg),
-                "residual_mm": float(reading.registration_residual_mm),
-                "barcode": reading.barcode,
-                "grid": reading.grid,
-            }
+        return self.write_outcomes([(outcome, row)], run_id)[0]
+
+    def write_outcomes(
+        self, scored: Sequence[tuple[PageOutcome, ResultRow]], run_id: int | None = None
+    ) -> list[str]:
+        """Store several pages in one transaction (each whole or, on a failure, none).
+
+        ``scored`` holds pairs as `write_outcome` takes them; returns their effective
+        statuses in order.  One commit for a few pages instead of one each: a batch
+        writes a page in ~0.3 ms, of which the commit is a third.
+        """
         with self._tx():
-            return self._write(ref, row, None, values, run_id)
+            return [self._write(o.ref, row, None, _outcome_values(o), run_id) for o, row in scored]
 
     def write_alias(self, ref: PageRef, original: str, run_id: int | None = None) -> str:
         """Store ``ref`` as a copy of the reading of the same content at ``original``.

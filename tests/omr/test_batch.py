@@ -1,5 +1,6 @@
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,10 @@ def test_a_process_pool_gives_the_same_rows(scans, layout, tmp_path):
     assert pooled == inline and summary.read == 9
 
 
-def test_pages_are_pulled_lazily_and_in_flight_is_bounded(scans, layout, tmp_path):
+def test_pages_are_pulled_lazily_and_in_flight_is_bounded(scans, layout, tmp_path, monkeypatch):
+    """At most the window's pages are being read, and at most a write group's wait for
+    their commit: that, not the batch size, bounds the memory."""
+    monkeypatch.setattr(batch_module, "WRITE_GROUP_PAGES", 2)
     pulled, stored, worst = [0], [0], [0]
 
     def refs():
@@ -83,7 +87,7 @@ def test_pages_are_pulled_lazily_and_in_flight_is_bounded(scans, layout, tmp_pat
 
     with open_store(tmp_path / "w.sqlite") as store:
         run_batch(refs(), store, layout, score=stub_score, workers=2, window=3, on_page=on_page)
-    assert stored[0] == 10 and worst[0] <= 3
+    assert stored[0] == 10 and worst[0] <= 3 + 2
 
 
 def crashing_process_page(ref, layout, thresholds):
@@ -143,3 +147,22 @@ def test_a_pool_found_broken_at_submit_costs_no_page(scans, layout, tmp_path, mo
     summary, rows = scan(scans, tmp_path / "b.sqlite", layout, workers=2)
     assert summary.pages == 10
     assert all(row.status != "error" or row.flags != (WORKER_CRASHED,) for row in rows.values())
+
+
+def test_a_row_that_cannot_be_scored_goes_to_review_and_its_group_is_scored(scans, layout, tmp_path):
+    """Pages are scored a write group at a time; one the key cannot score (here: its
+    version) is flagged for review, and the rest of its group is scored as usual."""
+    from omr.errors import ScoringError
+
+    def picky_score(rows):
+        if any(row.source.endswith("card-002.jpg") for row in rows):
+            raise ScoringError("version Z is not in the key")
+        return stub_score(rows)
+
+    with open_store(tmp_path / "s.sqlite") as store:
+        run_batch(iter_pages([str(scans)]), store, layout, score=picky_score)
+        rows = {Path(r.row.source).name: r.row for r in store.iter_rows()}
+    assert rows["card-002.jpg"].status == "review" and "scoring" in rows["card-002.jpg"].flags
+    assert rows["card-002.jpg"].correct is None
+    scored = [r for name, r in rows.items() if name != "card-002.jpg" and r.status != "error"]
+    assert scored and all(r.correct is not None for r in scored)
