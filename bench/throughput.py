@@ -322,7 +322,7 @@ def main() -> None:
                if pinned else "; no CPU pinning")
             + f": {len(paths)} synthetic 300 DPI JPEG cards "
             "(`omr.synth`, mild damage); whole batch = enumerate + sha256, decode, read, score "
-            f"({scorer}), one SQLite transaction per page.  The decode baseline is the fastest of "
+            f"({scorer}), committed to SQLite in groups of up to 16 pages.  The decode baseline is the fastest of "
             f"{len(decode_runs)} passes over the same files, one before the batches and one after each "
             f"batch run (the slowest took {max(decode_runs):.1f} ms/page: the machine's speed drifts), "
             "and each batch figure is the fastest of its repeats.",
