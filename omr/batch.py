@@ -349,7 +349,7 @@ def run_batch(
     deferred: list[PageRef] = []
     seen: list[PageRef] = []
     unwritten: list[PageOutcome] = []  # read, not yet committed (`write_unwritten`)
-    group_started = [0.0]
+    group_started = 0.0  # when the first of them arrived
 
     def keys(ref: PageRef) -> list[tuple[str, int]]:
         by_content = [("h:" + ref.content_hash, ref.page)] if ref.content_hash else []
@@ -368,10 +368,11 @@ def run_batch(
             seen.clear()
 
     def store_outcome(outcome: PageOutcome) -> None:
+        nonlocal group_started
         if not unwritten:
-            group_started[0] = time.perf_counter()
+            group_started = time.perf_counter()
         unwritten.append(outcome)
-        if len(unwritten) >= WRITE_GROUP_PAGES or time.perf_counter() - group_started[0] >= WRITE_GROUP_S:
+        if len(unwritten) >= WRITE_GROUP_PAGES or time.perf_counter() - group_started >= WRITE_GROUP_S:
             write_unwritten()
 
     def write_unwritten() -> None:
