@@ -9,7 +9,8 @@
 
 Backends (same loop, same writer):
 
-* ``workers=1``: in this process (simplest to debug);
+* ``workers=1``: in this process (simplest to debug); given the `LastFile` the pages
+  were described with, it decodes each file from the bytes just hashed;
 * ``workers=N``: a spawn-safe process pool on local cores; workers cache the layout's
   sampling grid; each is replaced after `MAX_TASKS_PER_CHILD` pages (bounded memory
   even with leaky C libraries); a worker that dies (a crash inside a decoder) costs
@@ -43,7 +44,7 @@ from typing import Any
 from calibration import MarkThresholds
 from omr.errors import OmrError
 from omr.layout import CardLayout
-from omr.pages import PageRef
+from omr.pages import LastFile, PageRef
 from omr.pipeline import INTERNAL_ERROR, PageOutcome, PageTimings, process_page
 from omr.store import ResultStore
 from scoring.results import ResultRow
@@ -116,11 +117,12 @@ class _Inline:
     worker (one OpenCV and one BLAS thread; measured on one core: 13.7 ms a card against
     14.5 with OpenCV's two threads taking turns on it)."""
 
-    def __init__(self, layout: CardLayout, thresholds: MarkThresholds | None) -> None:
+    def __init__(self, layout: CardLayout, thresholds: MarkThresholds | None, kept: LastFile | None) -> None:
         import cv2
         from threadpoolctl import threadpool_limits
 
         self._args = (layout, thresholds)
+        self._kept = kept
         # restored by close(): the caller's process keeps its own settings
         self._cv2_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
@@ -128,7 +130,7 @@ class _Inline:
 
     def submit(self, ref: PageRef) -> cf.Future:
         fut: cf.Future = cf.Future()
-        fut.set_result(process_page(ref, *self._args))
+        fut.set_result(process_page(ref, *self._args, kept=self._kept))
         return fut
 
     def wait_first(self, pending: Iterable[cf.Future]) -> set[cf.Future]:
@@ -292,6 +294,7 @@ def run_batch(
     window: int | None = None,
     on_page: Callable[[PageEvent], None] | None = None,
     command: str = "",
+    kept: LastFile | None = None,
 ) -> RunSummary:
     """Read, score and store every page of ``refs``; resume what an earlier run left.
 
@@ -318,6 +321,10 @@ def run_batch(
         Called with a `PageEvent` after each page is stored or skipped.
     command : str
         Recorded with the run.
+    kept : LastFile, optional
+        The `LastFile` given to ``iter_pages(inputs, keep=...)``: in this process each
+        page is decoded from the bytes its file was hashed from (not read twice).
+        Ignored by a pool or a cluster, whose workers read the files themselves.
 
     Returns
     -------
@@ -340,7 +347,7 @@ def run_batch(
     elif workers > 1:
         backend, slots = _Pool(layout, thresholds, workers), workers
     else:
-        backend, slots = _Inline(layout, thresholds), 1
+        backend, slots = _Inline(layout, thresholds, kept), 1
     window = window or (1 if isinstance(backend, _Inline) else 2 * slots + 2)
     run_id = store.begin_run(command)
     counter = {"read": 0, "alias": 0, "skip": 0}

@@ -351,7 +351,7 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
     from calibration import load_thresholds
     from omr.batch import PageEvent, run_batch
     from omr.layout import load_layout
-    from omr.pages import count_sources, iter_pages
+    from omr.pages import LastFile, count_sources, iter_pages
     from omr.store import open_store
     from scoring import load_key, score_rows
 
@@ -366,9 +366,12 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
         bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
         counts = {"ok": 0, "review": 0, "error": 0, "skipped": 0}
+        workers = workers or _default_workers()
+        # read in this process: each file is decoded from the bytes it was hashed from
+        kept = LastFile() if workers == 1 and not scheduler else None
 
         def refs():  # grow the bar's total when a multi-page file shows up
-            for ref in iter_pages(inputs):
+            for ref in iter_pages(inputs, keep=kept):
                 if ref.page == 1 and ref.pages > 1 and show:
                     bar.total += ref.pages - 1
                 yield ref
@@ -381,8 +384,8 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
         try:
             summary = run_batch(
                 refs(), store, layout, score=functools.partial(score_rows, key=key),
-                thresholds=thresholds, workers=workers or _default_workers(), scheduler=scheduler,
-                on_page=on_page, command="scan " + json.dumps(ctx.params, default=str),
+                thresholds=thresholds, workers=workers, scheduler=scheduler, on_page=on_page,
+                command="scan " + json.dumps(ctx.params, default=str), kept=kept,
             )
         finally:
             bar.close()

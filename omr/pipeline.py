@@ -24,7 +24,7 @@ from calibration import MarkThresholds
 from omr.errors import OmrError
 from omr.grid import SamplingGrid, build_sampling_grid
 from omr.layout import CardLayout
-from omr.pages import PageRef, load_page
+from omr.pages import LastFile, PageRef, load_page
 from omr.reader import CardReading, read_card
 from scoring.results import ResultRow
 
@@ -88,6 +88,7 @@ def process_page(
     thresholds: MarkThresholds | None = None,
     *,
     pdf_dpi: float = 300.0,
+    kept: LastFile | None = None,
 ) -> PageOutcome:
     """Load and read one page; turn any failure into an ``error`` outcome.
 
@@ -99,6 +100,8 @@ def process_page(
         Batch thresholds; by default the reader learns them from each card.
     pdf_dpi : float
         Rasterising resolution for PDF pages (see `omr.pages.load_page`).
+    kept : LastFile, optional
+        The `LastFile` ``ref`` was described with, in this process (`omr.pages.load_page`).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def process_page(
     t0 = time.perf_counter()
     t_loaded = t0
     try:
-        gray = load_page(ref, pdf_dpi=pdf_dpi)
+        gray = load_page(ref, pdf_dpi=pdf_dpi, kept=kept)
         t_loaded = time.perf_counter()
         reading = read_card(gray, layout, thresholds=thresholds, grid=_sampling_grid(layout))
     except OmrError as err:

@@ -77,7 +77,8 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMA_VERSION = 1
+#: 2: content hashes are BLAKE3 (1: SHA-256; such a store would read every page again)
+SCHEMA_VERSION = 2
 #: flag on every card whose code number another card carries
 DUPLICATE_CODE = "duplicate_code"
 #: flag prefix on a page whose content was already stored under another path
@@ -168,7 +169,7 @@ class StoredRow:
     row : the spec §6 row (effective status and flags)
     message : human explanation on error rows ("" otherwise)
     error_type : exception class on error rows
-    content_hash : sha256 of the page's file ("" when it could not be read)
+    content_hash : BLAKE3 of the page's file ("" when it could not be read)
     duplicate_of : first source of the same content, "" for a first reading
     """
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 
 from omr import batch as batch_module
+from omr import pages as pages_module
 from omr.batch import WORKER_CRASHED, run_batch
 from omr.layout import load_layout
-from omr.pages import iter_pages
+from omr.pages import LastFile, iter_pages
 from omr.pipeline import process_page
 from omr.store import open_store
 from tests.omr.batch_helpers import blank_page, stub_score, write_cards
@@ -68,6 +69,19 @@ def test_a_process_pool_gives_the_same_rows(scans, layout, tmp_path):
     _, inline = scan(scans, tmp_path / "a.sqlite", layout)
     summary, pooled = scan(scans, tmp_path / "b.sqlite", layout, workers=2)
     assert pooled == inline and summary.read == 9
+
+
+def test_reading_in_process_from_the_bytes_hashed_gives_the_same_rows(scans, layout, tmp_path, monkeypatch):
+    _, from_files = scan(scans, tmp_path / "a.sqlite", layout)
+
+    def no_file_decoding(*args):
+        raise AssertionError("decoded from the file, not from the bytes kept")
+
+    monkeypatch.setattr(pages_module, "_decode_file", no_file_decoding)
+    kept = LastFile()
+    with open_store(tmp_path / "b.sqlite", layout_name=layout.name) as store:
+        summary = run_batch(iter_pages([str(scans)], keep=kept), store, layout, score=stub_score, kept=kept)
+        assert table(store, summary.run_id) == from_files and summary.read == 9
 
 
 def test_pages_are_pulled_lazily_and_in_flight_is_bounded(scans, layout, tmp_path, monkeypatch):

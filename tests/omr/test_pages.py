@@ -1,14 +1,24 @@
-import hashlib
 import os
 from pathlib import Path
 
+import blake3
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
+from omr import pages as pages_module
 from omr.errors import ImageReadError
-from omr.pages import PageRef, count_sources, describe_file, iter_pages, iter_sources, load_page, to_gray_u8
+from omr.pages import (
+    LastFile,
+    PageRef,
+    count_sources,
+    describe_file,
+    iter_pages,
+    iter_sources,
+    load_page,
+    to_gray_u8,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -17,8 +27,8 @@ def gray_image(h: int = 40, w: int = 30, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, size=(h, w), dtype=np.uint8)
 
 
-def ref_of(path: Path, page: int = 1) -> PageRef:
-    refs = [r for r in iter_pages([str(path)]) if r.page == page]
+def ref_of(path: Path, page: int = 1, keep: LastFile | None = None) -> PageRef:
+    refs = [r for r in iter_pages([str(path)], keep=keep) if r.page == page]
     assert len(refs) == 1
     return refs[0]
 
@@ -65,8 +75,9 @@ def test_describe_file_hashes_and_sniffs_by_content(tmp_path):
     png.write_bytes((tmp_path / "t.png").read_bytes())
     info = describe_file(str(png))
     assert info.kind == "png" and info.pages == 1 and info.error == ""
-    assert info.content_hash == hashlib.sha256(png.read_bytes()).hexdigest()
+    assert info.content_hash == blake3.blake3(png.read_bytes()).hexdigest()
     assert info.size_bytes == png.stat().st_size
+    assert describe_file(str(png), LastFile()) == info  # read whole, hashed alike
     missing = describe_file(str(tmp_path / "gone.jpg"))
     assert (missing.content_hash, missing.kind, missing.pages) == ("", "missing", 1)
     assert missing.error
@@ -196,7 +207,8 @@ def test_unknown_suffix_is_decoded_by_content(tmp_path):
         ("cut.tif", "tif-half", r"cannot decode the TIFF"),
     ],
 )
-def test_unreadable_files_raise_image_read_error_naming_the_file(tmp_path, name, content, match):
+@pytest.mark.parametrize("kept", [False, True], ids=["from-file", "from-kept-bytes"])
+def test_unreadable_files_raise_image_read_error_naming_the_file(tmp_path, name, content, match, kept):
     path = tmp_path / name
     if isinstance(content, bytes):
         path.write_bytes(content)
@@ -208,8 +220,9 @@ def test_unreadable_files_raise_image_read_error_naming_the_file(tmp_path, name,
         else:
             data = cv2.imencode("." + content[:3], img)[1].tobytes()
         path.write_bytes(data[: len(data) // 2])
+    keep = LastFile() if kept else None
     with pytest.raises(ImageReadError, match=match) as info:
-        load_page(ref_of(path))
+        load_page(ref_of(path, keep=keep), kept=keep)
     assert name in str(info.value)
 
 
@@ -221,6 +234,30 @@ def test_jpeg_with_trailing_data_is_read_and_a_nearly_complete_one_is_not(tmp_pa
     (tmp_path / "short.jpg").write_bytes(data[:-40])
     with pytest.raises(ImageReadError, match="short.jpg: truncated JPEG"):
         load_page(ref_of(tmp_path / "short.jpg"))
+
+
+def test_kept_bytes_decode_like_the_file_and_only_for_the_file_described_last(tmp_path, monkeypatch):
+    img = gray_image(64, 48)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    cv2.imwrite(str(tmp_path / "b.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    (tmp_path / "t.jpg").write_bytes(cv2.imencode(".jpg", img)[1].tobytes() + b"\0trailer" * 200)
+    keep = LastFile()
+    a, b, t = (ref_of(tmp_path / n, keep=keep) for n in ("a.png", "b.jpg", "t.jpg"))
+    assert keep.data_for(t) is not None and keep.data_for(a) is None and keep.data_for(b) is None
+    np.testing.assert_array_equal(load_page(t, kept=keep), load_page(t))
+    np.testing.assert_array_equal(load_page(a, kept=keep), img)  # not held: read from its file
+    b = ref_of(tmp_path / "b.jpg", keep=keep)
+    np.testing.assert_array_equal(load_page(b, kept=keep), load_page(b))
+    # the bytes decoded are the bytes hashed, even if the file changes in between
+    cv2.imwrite(str(tmp_path / "b.jpg"), 255 - img)
+    np.testing.assert_array_equal(load_page(b, kept=keep), cv2.imdecode(cv2.imencode(
+        ".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE))
+    # a file over the limit is hashed in chunks and not kept
+    monkeypatch.setattr(pages_module, "MAX_KEPT_BYTES", 100)
+    big = ref_of(tmp_path / "a.png", keep=keep)
+    assert big.content_hash == blake3.blake3((tmp_path / "a.png").read_bytes()).hexdigest()
+    assert keep.data_for(big) is None and keep.data_for(b) is None
+    np.testing.assert_array_equal(load_page(big, kept=keep), img)
 
 
 def test_missing_file_and_missing_page(tmp_path):

@@ -255,7 +255,7 @@ def test_unusable_files_raise_store_error(tmp_path):
     db.execute("PRAGMA user_version = 99")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match=r"schema version 99, this omr reads version 1; .*new --db"):
+    with pytest.raises(StoreError, match=r"schema version 99, this omr reads version 2; .*new --db"):
         open_store(future)
     open_store(tmp_path / "l.sqlite", layout_name="lek-ldek-v1").close()
     with pytest.raises(StoreError, match="holds cards of layout 'lek-ldek-v1', this batch reads 'other'"):
