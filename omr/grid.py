@@ -22,6 +22,7 @@ depend on the scanner's brightness, paper tint or the pencil's shade of grey.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -247,9 +248,22 @@ def paper_levels(
     """
     k = max(3, int(round(window_mm * px_per_mm / work_factor)) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    background = cv2.blur(cv2.dilate(work, kernel), (k, k))
     pts = to_work_px(project_points(homography, centers_mm), work_factor)
-    map_xy = pts.astype(np.float32).reshape(-1, 1, 2)
+    # only the part of the page around the boxes is filtered (~3/4 of the page, 0.15 ms
+    # less): a value read there depends on pixels within k (dilate k/2, then blur k/2)
+    # of it, so a crop wider by k + 2 (bilinear reads) gives the same values; where the
+    # crop meets the page's edge, both see the same edge
+    h, w = work.shape
+    xs, ys = pts[:, 0], pts[:, 1]  # (min along axis 0 of an (N, 2) array is ~10x slower)
+    left, top, right, bottom = float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+    x0, y0 = max(0, math.floor(left) - k - 2), max(0, math.floor(top) - k - 2)
+    x1, y1 = min(w, math.ceil(right) + k + 3), min(h, math.ceil(bottom) + k + 3)
+    if x1 - x0 < 2 or y1 - y0 < 2:  # boxes off the page: nothing to crop to
+        x0, y0, x1, y1 = 0, 0, w, h
+    crop = work[y0:y1, x0:x1]
+    background = cv2.blur(cv2.dilate(crop, kernel), (k, k))
+    # float32 minus a whole number is exact: the same fractions as an uncropped map
+    map_xy = (pts.astype(np.float32) - np.array([x0, y0], np.float32)).reshape(-1, 1, 2)
     values = cv2.remap(background, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return values.reshape(-1).astype(np.float32)
 
@@ -300,7 +314,7 @@ def sample_boxes(
 
 def _row_order(grid: SamplingGrid, homography: NDArray[np.float64]) -> ProbeOrder:
     """The probe order whose bands run along the image's rows under ``homography``."""
-    centre = grid.centers_mm.mean(axis=0)
+    centre = np.array([grid.centers_mm[:, 0].mean(), grid.centers_mm[:, 1].mean()])  # ~3x axis=0
     origin, step_x = project_points(homography, np.array([centre, centre + (1.0, 0.0)]))
     along_x = step_x - origin  # the image direction of the layout's x axis
     return grid.probe_orders[0 if abs(along_x[0]) >= abs(along_x[1]) else 1]

@@ -2,13 +2,14 @@ import cv2
 import numpy as np
 import pytest
 
-from omr.detect import project_points
+from omr.detect import project_points, to_work_px
 from omr.grid import (
     MAX_TEMPLATE_EXCESS,
     MAX_TEMPLATE_RATIO,
     _row_order,
     box_features,
     build_sampling_grid,
+    paper_levels,
     remove_print,
     sample_boxes,
 )
@@ -81,3 +82,22 @@ def test_probes_read_in_row_order_give_the_box_order_values(quarter_turns):
     np.testing.assert_array_equal(sample_boxes(gray, homography, GRID, paper, 20.0).darkness, expected)
     # the bands run along the image's rows: a page scanned sideways takes the other order
     assert _row_order(GRID, homography) is GRID.probe_orders[quarter_turns % 2]
+
+
+@pytest.mark.parametrize(("degrees", "offset_px"), [(1.5, 0.0), (91.5, 0.0), (181.5, 0.0), (0.5, -200.0)])
+def test_paper_levels_filter_only_around_the_boxes_and_read_what_the_whole_page_gives(degrees, offset_px):
+    """The paper levels are filtered on a crop around the boxes: the values are those of
+    the whole page filtered, also when the boxes reach past the page's edge."""
+    factor, px_per_mm = 2, 6.0
+    homography = np.diag([0.5, 0.5, 1.0]) @ _page_homography(degrees)  # a 2 px/mm work page
+    homography = np.array([[1, 0, offset_px], [0, 1, 0], [0, 0, 1]]) @ homography  # -200: boxes off it
+    work = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (650, 650), dtype=np.uint8), (0, 0), 3)
+    page_homography = np.diag([factor, factor, 1.0]) @ homography
+    pts = project_points(page_homography, GRID.centers_mm)
+    assert (offset_px == 0) == (to_work_px(pts, factor).min() > 0)
+    k = max(3, int(round(7.0 * px_per_mm / factor)) | 1)
+    whole = cv2.blur(cv2.dilate(work, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))), (k, k))
+    map_xy = to_work_px(pts, factor).astype(np.float32).reshape(-1, 1, 2)
+    expected = cv2.remap(whole, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1)
+    got = paper_levels(work, factor, page_homography, GRID.centers_mm, px_per_mm)
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
