@@ -74,6 +74,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".pdf", ".
 _HASH_CHUNK_BYTES = 1 << 18
 #: largest file a `LastFile` keeps; a bigger one is hashed in chunks and read again
 MAX_KEPT_BYTES = 64 << 20
+#: the kinds a `LastFile` keeps (the ones `load_page` decodes from memory)
+_KEPT_KINDS = ("jpeg", "png")
 _JPEG_TAIL_BYTES = 1024
 _SNIFF_BYTES = 1024
 _PDF_POINTS_PER_INCH = 72.0
@@ -210,12 +212,12 @@ class LastFile:
     bytes just hashed costs no more than ``cv2.imread`` alone.  Pass one `LastFile`
     to `iter_pages` (``keep=``) and the same to `load_page` (``kept=``), in one process.
 
-    It holds one file, in one buffer reused from file to file (a fresh buffer per file
-    made the allocator hand the decoded image untouched memory: page faults, ~4 ms a
-    page).  `load_page` takes the bytes only for the page of the very file described
-    last, by path and content hash; any other page is read from its file as usual,
-    so holding the wrong file can cost time, never a wrong page.  Files over
-    `MAX_KEPT_BYTES` are not kept.
+    It holds one file, the last JPEG or PNG of at most `MAX_KEPT_BYTES` described
+    with it, in one buffer reused from file to file (it keeps the size of the largest;
+    a fresh buffer per file made the allocator hand the decoded image untouched
+    memory: page faults, ~4 ms a page).  `load_page` takes the bytes only for the page
+    of the file held, by path and content hash; any other page is read from its file
+    as usual, so holding the wrong file can cost time, never a wrong page.
     """
 
     def __init__(self) -> None:
@@ -271,7 +273,9 @@ def describe_file(path: str, keep: LastFile | None = None) -> FileInfo:
     whole = None
     try:
         with open(path, "rb", buffering=0) as fh:
-            whole = keep._read_whole(fh) if keep is not None else None
+            # only what `load_page` decodes from memory is kept: JPEG and PNG
+            keepable = keep is not None and _sniff(os.pread(fh.fileno(), _SNIFF_BYTES, 0)) in _KEPT_KINDS
+            whole = keep._read_whole(fh) if keepable else None
             if whole is not None:
                 digest.update(whole)
                 head, size = bytes(whole[:_SNIFF_BYTES]), len(whole)
@@ -581,7 +585,7 @@ def load_page(ref: PageRef, *, pdf_dpi: float = 300.0, kept: LastFile | None = N
         return _load_tiff(ref)
     if kind == "pdf":
         return _load_pdf(ref, pdf_dpi)
-    held = kept.data_for(ref) if kept is not None and kind in ("jpeg", "png") and ref.page == 1 else None
+    held = kept.data_for(ref) if kept is not None and kind in _KEPT_KINDS and ref.page == 1 else None
     if held is not None:
         return _decode_held(held, ref, kind)
     ends = _read_ends(ref)

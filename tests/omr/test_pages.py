@@ -252,6 +252,11 @@ def test_kept_bytes_decode_like_the_file_and_only_for_the_file_described_last(tm
     cv2.imwrite(str(tmp_path / "b.jpg"), 255 - img)
     np.testing.assert_array_equal(load_page(b, kept=keep), cv2.imdecode(cv2.imencode(
         ".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_GRAYSCALE))
+    # a TIFF is not decoded from memory, so not kept either
+    Image.fromarray(img).save(tmp_path / "c.tif")
+    tif = ref_of(tmp_path / "c.tif", keep=keep)
+    assert keep.data_for(tif) is None
+    assert tif.content_hash == blake3.blake3((tmp_path / "c.tif").read_bytes()).hexdigest()
     # a file over the limit is hashed in chunks and not kept
     monkeypatch.setattr(pages_module, "MAX_KEPT_BYTES", 100)
     big = ref_of(tmp_path / "a.png", keep=keep)
