@@ -3,7 +3,8 @@
 ``read_card`` is the whole reader for one page; it is pure (array in, frozen result
 out).  The data flow::
 
-    gray page ─► register_page ─► homography ─► sample_boxes (all boxes, one remap)
+    gray page ─► marker_registrations ─► homography ─► sample_boxes (all boxes, one remap)
+              (the first registration that puts the printed outlines where they are)
               ─► box_features ─► thresholds (given, or learned from this card)
               ─► classify_boxes ─► responses / grid digits / version
               ─► decode_barcode + resolve_code_number ─► flags, needs_review
@@ -27,7 +28,7 @@ from omr.decode import (
     read_version,
     resolve_code_number,
 )
-from omr.detect import DetectParams, Registration, check_image, make_work_image, register_page
+from omr.detect import DetectParams, Registration, check_image, make_work_image, marker_registrations
 from omr.errors import PageNotFoundError
 from omr.grid import (
     SamplingGrid,
@@ -279,19 +280,27 @@ def measure_card(
     check_image(gray, "gray")
     grid = grid if grid is not None else build_sampling_grid(layout)
     work, factor = make_work_image(gray, detect_params.work_long_side_px)
-    registration = register_page(gray, layout, detect_params, work=(work, factor))
-    paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
-    samples = sample_boxes(gray, registration.homography, grid, paper, registration.ink_u8)
-    outline = samples.outline
     names, members = _card_parts(layout)
-    part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
-    if part_levels.max() < MIN_OUTLINE_EVIDENCE:
-        raise PageNotFoundError(
+    # the outlines are the last check of a registration: when they are not where it
+    # puts them (dirt bands or stains passed for two markers, with a fit as good as a
+    # true one's), the marker search's next registration is tried
+    rejected: PageNotFoundError | None = None
+    for registration in marker_registrations(gray, layout, detect_params, work=(work, factor)):
+        paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
+        samples = sample_boxes(gray, registration.homography, grid, paper, registration.ink_u8)
+        outline = samples.outline
+        part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
+        if part_levels.max() >= MIN_OUTLINE_EVIDENCE:
+            break
+        rejected = rejected or PageNotFoundError(
             f"not a {layout.name} card, or a faded one: its bubble outlines are not where the "
             f"corner markers put them, or too faint to tell (outline darkness "
             f"{part_levels.max():.2f}, need >= {MIN_OUTLINE_EVIDENCE}); check that the right card "
             "layout is used (--layout), and rescan a faded or light copy darker"
         )
+    else:
+        assert rejected is not None  # marker_registrations raises when it finds nothing
+        raise rejected
     flags = tuple(
         f"registration_doubtful:{name}"
         for name, level in zip(names, part_levels, strict=True)

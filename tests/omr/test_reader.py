@@ -224,3 +224,49 @@ def test_a_card_with_one_marker_covered_is_read_on_the_other_three_and_goes_to_r
     assert reading.responses == ANSWERS and reading.code_number == "123456782"
     assert f"marker_missing:{MARKER_NAMES[marker]}" in reading.flags
     assert reading.needs_review
+
+
+def _shifted(registration, right_mm, down_mm):
+    """The registration's homography moved on the image by the given millimetres."""
+    s = registration.px_per_mm
+    shift = np.array([[1.0, 0.0, right_mm * s], [0.0, 1.0, down_mm * s], [0.0, 0.0, 1.0]])
+    return shift @ registration.homography
+
+
+def test_a_registration_the_outlines_reject_is_followed_by_the_next_one(card200, monkeypatch):
+    """Dirt bands or stains can pass for two markers with a fit as good as the true
+    markers' (measured: 0.57 mm on an Augraphy scan whose true bottom markers sat in a
+    dirt band): the printed outlines reject it, and the search's next registration is
+    read instead of the page being given up."""
+    from dataclasses import replace
+
+    import omr.reader
+    from omr.detect import marker_registrations
+
+    def with_a_wrong_one_first(gray, layout, params, *, work):
+        registrations = marker_registrations(gray, layout, params, work=work)
+        true = next(registrations)
+        yield replace(true, homography=_shifted(true, 2.5, 2.5))  # boxes in the gaps between boxes
+        yield true
+
+    monkeypatch.setattr(omr.reader, "marker_registrations", with_a_wrong_one_first)
+    reading = read_card(card200, LAYOUT)
+    assert reading.responses == ANSWERS and reading.code_number == "123456782"
+    assert not reading.needs_review, reading.flags
+
+
+def test_a_page_whose_every_registration_the_outlines_reject_is_not_read(card200, monkeypatch):
+    from dataclasses import replace
+
+    import omr.reader
+    from omr.detect import marker_registrations
+    from omr.errors import PageNotFoundError
+
+    def only_wrong_ones(gray, layout, params, *, work):
+        true = next(marker_registrations(gray, layout, params, work=work))
+        for right_mm in (2.5, -2.5):
+            yield replace(true, homography=_shifted(true, right_mm, 2.5))
+
+    monkeypatch.setattr(omr.reader, "marker_registrations", only_wrong_ones)
+    with pytest.raises(PageNotFoundError, match="bubble outlines are not where"):
+        read_card(card200, LAYOUT)
