@@ -76,6 +76,31 @@ def test_covered_hole_leaves_orientation_unknown(card150):
         register_page(page, LAYOUT)
 
 
+def _grey_middles(page, dpi, levels):
+    """Each marker's middle (the hole's square) painted the given grey levels."""
+    page = page.copy()
+    half = int(LAYOUT.markers.hole_side_mm / 2 * dpi / 25.4)
+    for (x, y), level in zip(to_px(LAYOUT.markers.centers(), dpi).round().astype(int), levels, strict=True):
+        if level is not None:
+            page[y - half : y + half + 1, x - half : x + half + 1] = level
+    return page
+
+
+def test_a_halftoned_page_greying_every_marker_middle_keeps_its_hole(card150):
+    """Augraphy's halftoning and fax effects grey the middle of every solid marker
+    (hole contrasts 0.99, 0.49, 0.50, 0.43: "found on 3 of 4", an error row before):
+    a hole that leads all the others by far is still the one hole."""
+    page = _grey_middles(card150, 150, [None, 120, 125, 140])
+    reg = register_page(np.ascontiguousarray(page[::-1, ::-1]), LAYOUT)
+    assert reg.rotation_deg == 180 and reg.residual_mm < 0.2
+
+
+def test_two_open_holes_leave_orientation_unknown(card150):
+    page = _grey_middles(card150, 150, [None, None, 255, None])
+    with pytest.raises(MarkerNotFoundError, match="orientation unknown"):
+        register_page(page, LAYOUT)
+
+
 def test_check_image_names_the_parameter():
     with pytest.raises(ValueError, match=r"gray: expected a \(H, W\) uint8"):
         register_page(np.zeros((10, 10, 3), np.uint8), LAYOUT)
