@@ -13,6 +13,13 @@ second OpenCV): run this in its own environment::
     /tmp/augenv/bin/pip install -e . --no-deps
     /tmp/augenv/bin/python bench/scan_simulator.py --count 40 --seed 11 [--pipeline scanner|default]
 
+Augraphy's randomness is not all seeded, so two runs of the same seed differ a little.
+To compare two versions of the reader on the same damaged images, save them once and
+read them again (no Augraphy needed then; the project's own venv will do)::
+
+    /tmp/augenv/bin/python bench/scan_simulator.py --count 80 --seed 23 --save /tmp/aug23
+    .venv/bin/python bench/scan_simulator.py --count 80 --seed 23 --reread /tmp/aug23
+
 ``scanner`` (default) is a pipeline of effects real scanners and copiers have, each
 with Augraphy's default strengths; ``default`` is Augraphy's own default pipeline,
 which also erases ink, overlays stamps and tears pages (truth is then partly
@@ -69,10 +76,23 @@ def main() -> int:
         help="write each damaged card as DIR/card-NN.png and "
         "print a line per card (status, '?', wrong reads not shown as '?', why)",
     )
+    parser.add_argument(
+        "--reread",
+        metavar="DIR",
+        help="read the cards a run with --save wrote to DIR (same --count and --seed) "
+        "instead of damaging new ones; prints a line per card",
+    )
     args = parser.parse_args()
     if args.save:
         os.makedirs(args.save, exist_ok=True)
-    import augraphy as ag
+    if args.reread:
+        ag = None
+        version = "(saved cards)"
+    else:
+        import augraphy as ag
+
+        version = ag.__version__
+    per_card = bool(args.save or args.reread)
 
     layout = load_layout()
     rng = np.random.default_rng(args.seed)
@@ -83,13 +103,18 @@ def main() -> int:
     for i in range(args.count):
         spec = random_card_spec(layout, rng)
         card = synth_card(layout, spec, ScanDamage(dpi=args.dpi), seed=args.seed * 1000 + i)
-        pipeline = scanner_pipeline() if args.pipeline == "scanner" else ag.default_augraphy_pipeline()
-        try:
-            damaged = pipeline(cv2.cvtColor(card.image, cv2.COLOR_GRAY2BGR))
-        except Exception as err:  # noqa: BLE001 - a simulator bug is not ours to count
-            print(f"card {i}: augraphy failed ({err!r}); skipped", file=sys.stderr)
-            continue
-        gray = damaged if damaged.ndim == 2 else cv2.cvtColor(damaged, cv2.COLOR_BGR2GRAY)
+        if args.reread:
+            gray = cv2.imread(os.path.join(args.reread, f"card-{i:02d}.png"), cv2.IMREAD_GRAYSCALE)
+            if gray is None:  # Augraphy failed on it when the set was saved
+                continue
+        else:
+            pipeline = scanner_pipeline() if args.pipeline == "scanner" else ag.default_augraphy_pipeline()
+            try:
+                damaged = pipeline(cv2.cvtColor(card.image, cv2.COLOR_GRAY2BGR))
+            except Exception as err:  # noqa: BLE001 - a simulator bug is not ours to count
+                print(f"card {i}: augraphy failed ({err!r}); skipped", file=sys.stderr)
+                continue
+            gray = damaged if damaged.ndim == 2 else cv2.cvtColor(damaged, cv2.COLOR_BGR2GRAY)
         truth = card.truth
         if args.save:
             cv2.imwrite(os.path.join(args.save, f"card-{i:02d}.png"), gray)
@@ -98,7 +123,7 @@ def main() -> int:
         except OmrError as err:
             status["error"] += 1
             errors[type(err).__name__] += 1
-            if args.save:
+            if per_card:
                 print(f"card-{i:02d}: error {type(err).__name__}: {err}")
             continue
         ok = not reading.needs_review
@@ -112,14 +137,14 @@ def main() -> int:
             silent += reading.version != (truth["version"] or "")
         for flag in reading.flags:
             flags[flag.split(":")[0]] += 1
-        if args.save:
+        if per_card:
             print(
                 f"card-{i:02d}: {'ok' if ok else 'review'}, '?' {reading.responses.count('?')}, "
                 f"wrong not '?' {sum(reading.responses[q] != '?' for q in wrong)} "
                 f"(questions {[q + 1 for q in wrong if reading.responses[q] != '?'][:12]}), "
                 f"flags {[f[:30] for f in reading.flags]}"
             )
-    print(f"scan simulator: Augraphy {ag.__version__} '{args.pipeline}' pipeline, {args.count} cards, "
+    print(f"scan simulator: Augraphy {version} '{args.pipeline}' pipeline, {args.count} cards, "
           f"seed {args.seed}, {args.dpi:.0f} DPI")  # fmt: skip
     print(f"  ok {status['ok']}  review {status['review']}  error {status['error']} {dict(errors)}")
     print(f"  silent errors on ok cards (answers + codes + versions): {silent}")
