@@ -795,7 +795,9 @@ def _fit(
     cuts a marker in two, and the fit took the larger piece for the marker (measured:
     residuals 0.7-1.1 mm on cards whose markers are whole but for such lines).  Last,
     with only the darkest quarter from ink to paper kept, opened and closed: a dirt band
-    or a bad copy's grey speckle that touches a marker (measured: 1.16 -> 0.19 mm).
+    or a bad copy's grey speckle that touches a marker (measured: 1.16 -> 0.19 mm); or
+    opened by 0.8 mm, for a marker inside a dense band of black specks (1.40 -> 0.14 mm;
+    the orientation hole's 1.8 mm ring survives it).
     A first fit that passes but is not good (over `GOOD_RESIDUAL_MM`) is redone the
     same ways, and the best fit is kept.
     """
@@ -804,6 +806,7 @@ def _fit(
         {"opening_mm": 0.4},
         {"closing_mm": 0.6},
         {"ink_share": 0.25, "opening_mm": 0.4, "closing_mm": 0.6},
+        {"ink_share": 0.25, "opening_mm": 0.8},
     )
     fits: list[Registration] = []
     errors: list[MarkerNotFoundError] = []
