@@ -73,6 +73,7 @@ def test_cross_shape_counts_only_on_bitonal_levels():
 
 def test_lines_beside_a_fill_are_doubted_not_counted_as_a_second_answer():
     fill = features(fill=0.7, ink=0.8, core=0.7)[0]
+    light_fill = features(fill=0.40, ink=0.02, core=0.4)[0]  # at the mark level, not solid
     lines = features(fill=0.12, ink=0.08, stroke=0.2, peak=0.7)[0]  # a cross, or dirt
     blank = features()[0]
     rows = np.stack(
@@ -81,12 +82,14 @@ def test_lines_beside_a_fill_are_doubted_not_counted_as_a_second_answer():
             [fill, fill, blank],  # two fills: a real multiple answer, '*'
             [lines, lines, blank],  # two crosses, no fill: '*'
             [blank, lines, blank],  # one cross alone: the answer
+            [light_fill, lines, blank],  # a light fill + lines: '?' too
+            [light_fill, fill, blank],  # two fills, one light: '*'
         ]
     )
-    states = classify_boxes(rows.reshape(-1, rows.shape[-1]), T).reshape(4, 3)
-    assert (states[:3, :2] == MARKED).all() and states[3, 1] == MARKED
+    states = classify_boxes(rows.reshape(-1, rows.shape[-1]), T).reshape(6, 3)
+    assert (states[[0, 1, 2, 4, 5], :2] == MARKED).all() and states[3, 1] == MARKED
     doubted = doubt_lines_beside_fills(states, rows, T)
-    assert read_responses(doubted, "ABC") == "?**B"
+    assert read_responses(doubted, "ABC") == "?**B?*"
 
 
 def test_faint_texture_beside_a_solid_fill_is_blank_unless_dirty_or_darker():
