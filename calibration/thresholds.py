@@ -25,7 +25,10 @@ class MarkThresholds:
         (a light erasure residue stays under fill_blank, a heavy one between)
     ink_blank, ink_mark : levels on the share of clearly dark samples
     stroke_blank, stroke_mark : levels on the share of samples drawn as lines
-        (darker than the box's own base); a cross clears stroke_mark
+        (darker than the box's own base); a cross clears stroke_mark.  Between the
+        two, dark lines (peak at least peak_blank) are a '?': a thin tick dimmed by the
+        scan falls there (0.14 on Augraphy's low-ink scans), and read blank it is a
+        mark lost without a word (spec §2: a faint stroke is reported '?')
     peak_blank, peak_mark : levels on how dark the darkest tenth of the box is; lines
         count as a mark only when dark enough (a faint stroke is not a mark)
     cross_mark : level on the cross-shape evidence (`omr.grid.box_features`); used
@@ -40,7 +43,7 @@ class MarkThresholds:
     fill_mark: float = 0.38
     ink_blank: float = 0.06
     ink_mark: float = 0.30
-    stroke_blank: float = 0.15
+    stroke_blank: float = 0.12
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
     peak_mark: float = 0.50

@@ -32,6 +32,7 @@ def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross
         (features(fill=0.32, core=0.3), AMBIGUOUS),  # heavy residue
         (features(fill=0.33, ink=0.47, asym=0.95, stroke=0.5), AMBIGUOUS),  # half filled
         (features(fill=0.05, stroke=0.12, peak=0.3), BLANK),  # faint short stroke
+        (features(fill=0.08, ink=0.05, stroke=0.14, peak=0.5), AMBIGUOUS),  # thin tick, dimmed: not blank
         (features(fill=0.08, stroke=0.25, peak=0.36), AMBIGUOUS),  # longer, still light stroke
     ],
 )
