@@ -43,7 +43,7 @@ class MarkThresholds:
     fill_mark: float = 0.38
     ink_blank: float = 0.06
     ink_mark: float = 0.30
-    stroke_blank: float = 0.12
+    stroke_blank: float = 0.13
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
     peak_mark: float = 0.50
