@@ -45,6 +45,8 @@ __all__ = [
     "remove_print",
     "sample_boxes",
     "surround_darkness",
+    "outline_at_shifts",
+    "outline_points_mm",
 ]
 
 #: columns of the feature matrix returned by `box_features`
@@ -411,6 +413,42 @@ def outline_evidence(edge_darkness: NDArray[np.float32]) -> NDArray[np.float32]:
     per_edge = edge_darkness.reshape(len(edge_darkness), 4, 3)
     edges = np.maximum(np.maximum(per_edge[..., 0], per_edge[..., 1]), per_edge[..., 2])
     return np.minimum(np.minimum(edges[:, 0], edges[:, 1]), np.minimum(edges[:, 2], edges[:, 3]))
+
+
+def outline_at_shifts(
+    gray: NDArray[np.uint8],
+    homography: NDArray[np.float64],
+    outline_mm: NDArray[np.float64],
+    paper: NDArray[np.float32],
+    ink_u8: float,
+    shifts_mm: NDArray[np.float64],
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """How well B boxes' printed outlines sit under each of S layout shifts.
+
+    ``outline_mm`` (B, 12, 2) are the boxes' outline samples (`outline_points_mm`),
+    ``paper`` (B,) their paper levels, ``shifts_mm`` (S, 2) moves in layout mm.
+    Returns ``(weakest, mean)``, both (S, B): `outline_evidence` (the weakest edge) and
+    the mean over the four edges, which still rises when only some edges are found
+    (the coarse step of a search).  One remap for all shifts.
+    """
+    n_shifts, n_boxes = len(shifts_mm), len(outline_mm)
+    pts_mm = (outline_mm[None, :, :, :] + shifts_mm[:, None, None, :]).reshape(-1, 2)
+    pts = project_points(homography, pts_mm).astype(np.float32)
+    width = 1024  # remap's maps must stay under 32,767 in each dimension
+    padded = np.zeros((-(-len(pts) // width) * width, 2), np.float32)
+    padded[: len(pts)] = pts
+    values = cv2.remap(gray, padded.reshape(-1, width, 2), None, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=255)  # fmt: skip
+    values = values.reshape(-1)[: len(pts)].reshape(n_shifts, n_boxes, 4, 3).astype(np.float32)
+    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[None, :, None, None]
+    darkness = np.clip((paper[None, :, None, None] - values) / span, 0.0, 1.0)
+    edges = darkness.max(axis=3)  # the darkest offset across each line
+    return edges.min(axis=2), edges.mean(axis=2)
+
+
+def outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
+    """(N, 12, 2) outline samples of every box (4 edges x 3 offsets across the line)."""
+    return _outline_points_mm(layout)
 
 
 @functools.lru_cache(maxsize=4)

@@ -95,14 +95,62 @@ def test_another_form_with_the_same_corner_marks_is_not_read(card200):
         read_card(other, LAYOUT)
 
 
-def test_locally_misplaced_block_goes_to_review(card200):
-    # a strip of the page shifted by ~1 mm (a crease): only that part's outlines move
-    page = card200.copy()
-    x0, x1 = int(100 * 200 / 25.4), int(140 * 200 / 25.4)
-    page[:, x0:x1] = np.roll(card200[:, x0:x1], 9, axis=0)
+def _block3_moved(card, down_px, right_px):
+    """The card with the strip of answer block 3 (x 90-130 mm, below the header) moved."""
+    page = card.copy()
+    s = 200 / 25.4
+    y0, x0, x1 = int(60 * s), int(90 * s), int(130 * s)
+    page[y0:, x0:x1] = np.roll(np.roll(card[y0:, x0:x1], down_px, axis=0), right_px, axis=1)
+    return page
+
+
+@pytest.mark.parametrize(("down_px", "right_px"), [(9, 0), (-7, 6), (9, -8)])
+def test_a_block_moved_by_a_crease_is_registered_on_its_own_outlines(card200, down_px, right_px):
+    """A strip of the page shifted by ~1-1.5 mm (a crease): that block's outlines are
+    not where the markers put them (it was read as it fell, `registration_doubtful`).
+    Its rows are registered again on their own printed outlines and read right; the
+    card goes to review for it (`registration_local`)."""
+    page = _block3_moved(card200, down_px, right_px)
     reading = read_card(page, LAYOUT)
-    assert any(f.startswith("registration_doubtful:answers3") for f in reading.flags)
+    local = [f for f in reading.flags if f.startswith("registration_local:")]
+    assert local and "81-90" in local[0] and "111-120" in local[0], reading.flags
+    assert not any(f.startswith("registration_doubtful:answers3") for f in reading.flags)
+    assert reading.responses == ANSWERS
     assert reading.needs_review
+
+
+def test_a_fold_that_grows_down_a_block_is_followed_run_by_run(card200):
+    """Block 3 displaced more and more down the page (0.6 to 2.1 mm), as by a fold: runs
+    of ten rows past 1.25 mm are moved only next to a moved run with a close shift."""
+    s = 200 / 25.4
+    page = card200.copy()
+    x0, x1 = int(90 * s), int(130 * s)
+    for k, down_mm in enumerate((0.6, 1.1, 1.6, 2.1)):  # questions 81-90, ..., 111-120
+        y0, y1 = int((77.5 + 50 * k) * s), int((77.5 + 50 * (k + 1)) * s)
+        shift = int(round(down_mm * s))
+        page[y0 + shift : y1 + shift, x0:x1] = card200[y0:y1, x0:x1]
+    reading = read_card(page, LAYOUT)
+    local = [f for f in reading.flags if f.startswith("registration_local:")]
+    assert local == ["registration_local:81-90,91-100,101-110,111-120"], reading.flags
+    assert reading.responses == ANSWERS and reading.needs_review
+
+
+def test_runs_displaced_past_half_a_row_are_not_read_on_their_neighbours(card200):
+    """Thirty rows displaced 3 mm down, the ten above them in place: 2 mm up fits as
+    well (the outlines repeat every 5 mm), onto the rows above. Those runs must not be
+    moved: their questions read '?' (or, by chance, the same letter), never another
+    row's answer."""
+    s = 200 / 25.4
+    page = card200.copy()
+    x0, x1 = int(90 * s), int(130 * s)
+    y0, y1 = int(127.5 * s), int(277.5 * s)  # questions 91-120
+    page[y0 + int(3 * s) : y1 + int(3 * s), x0:x1] = card200[y0:y1, x0:x1]
+    reading = read_card(page, LAYOUT)
+    assert any(f.startswith("registration_doubtful:answers3") for f in reading.flags), reading.flags
+    assert not any(f.startswith("registration_local:") for f in reading.flags)
+    assert reading.needs_review
+    for q in range(91, 121):
+        assert reading.responses[q - 1] in ("?", ANSWERS[q - 1]), q
 
 
 @pytest.mark.parametrize("answers", ["C" * 200, "C" * 150 + "AB" * 25, "-" * 190 + "E" * 10])
@@ -190,7 +238,8 @@ def test_bowed_page_goes_to_review(card200, bow_px):
     except PageNotFoundError:
         return  # bent beyond reading: an error row, which is also not a silent error
     assert reading.needs_review
-    assert any(f.startswith(("registration_doubtful:", "misplaced:")) for f in reading.flags), reading.flags
+    doubts = ("registration_doubtful:", "misplaced:", "registration_local:")  # the last: read on its own outlines
+    assert any(f.startswith(doubts) for f in reading.flags), reading.flags
     wrong = [q for q, (r, a) in enumerate(zip(reading.responses, ANSWERS, strict=True)) if r not in (a, "?")]
     assert not wrong
 
