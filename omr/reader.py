@@ -244,7 +244,8 @@ class CardMeasurement:
         registration puts it (`omr.grid.outline_evidence`)
     surround : (N_boxes,) float32 darkness of the paper gaps above and below each box
         (`omr.grid.surround_darkness`): dirt, not marks, when it is high
-    flags : registration doubts (``registration_doubtful:<part>``)
+    flags : registration doubts (``registration_doubtful:<part>``, ``marker_missing:<corner>``)
+        and runs read on their own outlines (``registration_local:<runs>``)
     """
 
     features: NDArray[np.float32]
