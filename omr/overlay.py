@@ -38,6 +38,8 @@ def draw_overlay(gray: NDArray[np.uint8], reading: CardReading, layout: CardLayo
     b = layout.bubble
     half = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * np.array([b.width_mm, b.height_mm]) / 2
     centers = layout.box_centers()
+    if reading.box_shifts_mm is not None:  # runs read on their own outlines: where they were read
+        centers = centers + reading.box_shifts_mm
     quads = project_points(h, centers[:, None, :] + half[None, :, :])
     fills = reading.box_features[:, 0]
     for k, quad in enumerate(np.round(quads).astype(np.int32)):

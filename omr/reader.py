@@ -91,6 +91,9 @@ class CardReading:
     thresholds : the levels used to classify the boxes
     barcode : the barcode text as decoded ("" when none), grid : the grid digits read
     registration_residual_mm : RMS misfit of the markers (quality of the registration)
+    box_shifts_mm : (N_boxes, 2) float64 layout shift under which each box was read on
+        top of ``homography`` (zero but for runs read on their own outlines,
+        ``registration_local``), or None when none was
     """
 
     responses: str
@@ -106,6 +109,7 @@ class CardReading:
     barcode: str = ""
     grid: str = ""
     registration_residual_mm: float = 0.0
+    box_shifts_mm: NDArray[np.float64] | None = None
 
 
 def read_card(
@@ -231,6 +235,7 @@ def read_card(
         barcode=barcode.data if barcode else "",
         grid=grid_digits,
         registration_residual_mm=registration.residual_mm,
+        box_shifts_mm=measured.box_shifts_mm,
     )
 
 
@@ -246,6 +251,8 @@ class CardMeasurement:
         (`omr.grid.surround_darkness`): dirt, not marks, when it is high
     flags : registration doubts (``registration_doubtful:<part>``, ``marker_missing:<corner>``)
         and runs read on their own outlines (``registration_local:<runs>``)
+    box_shifts_mm : (N_boxes, 2) layout shift of each box read on its run's own
+        outlines, or None when no run was
     """
 
     features: NDArray[np.float32]
@@ -253,6 +260,7 @@ class CardMeasurement:
     outline: NDArray[np.float32]
     flags: tuple[str, ...]
     surround: NDArray[np.float32]
+    box_shifts_mm: NDArray[np.float64] | None = None
 
 
 def is_bitonal(gray: NDArray[np.uint8], max_grey_share: float = 0.02) -> bool:
@@ -307,11 +315,12 @@ def measure_card(
         raise rejected
     target = MIN_PART_OUTLINE_RATIO * part_levels.max()
     moved: tuple[str, ...] = ()
+    box_shifts_mm = None
     if (part_levels < target).any():
         # a fold or a curl moves parts of the page off the one homography: each run of
         # rows of a doubtful part is registered again on its own printed outlines
         doubtful = [index for index, level in zip(members, part_levels, strict=True) if level < target]
-        samples, moved = _register_locally(
+        samples, moved, box_shifts_mm = _register_locally(
             gray, registration, grid, layout, paper, samples, np.concatenate(doubtful), target
         )
         outline = samples.outline
@@ -331,6 +340,7 @@ def measure_card(
         outline=outline,
         flags=flags,
         surround=samples.surround,
+        box_shifts_mm=box_shifts_mm if moved else None,
     )
 
 
@@ -360,7 +370,7 @@ def _register_locally(
     samples: BoxSamples,
     boxes: NDArray[np.intp],
     target: float,
-) -> tuple[BoxSamples, tuple[str, ...]]:
+) -> tuple[BoxSamples, tuple[str, ...], NDArray[np.float64]]:
     """Samples with each run of ``boxes`` read under its own shift of the homography.
 
     Each run (`_local_runs`: `LOCAL_ROWS` answer rows, the code grid, the version row)
@@ -370,8 +380,8 @@ def _register_locally(
     its outline evidence then reaches ``target`` and gains at least `MIN_LOCAL_GAIN`,
     and its shift is within `MAX_LOCAL_SHIFT_MM` -- or within `MAX_LOCAL_STEP_MM` of a
     moved neighbour's (a fold displaces the page smoothly, so a run may follow its
-    neighbours farther; a run that jumps is on the wrong rows).  Returns the samples
-    and the names of the runs moved.
+    neighbours farther; a run that jumps is on the wrong rows).  Returns the samples,
+    the names of the runs moved and the (N_boxes, 2) layout shift of every box.
     """
     outline_mm = outline_points_mm(layout)
     steps = np.arange(-LOCAL_SEARCH_MM, LOCAL_SEARCH_MM + 1e-9, LOCAL_STEP_MM)
@@ -404,13 +414,15 @@ def _register_locally(
                 accepted[k] = shift
                 growing = True
     darkness, outline, surround = samples.darkness.copy(), samples.outline.copy(), samples.surround.copy()
+    shifts = np.zeros((len(paper), 2))
     for k, shift in sorted(accepted.items()):
         shifted = registration.homography @ np.array([[1.0, 0, shift[0]], [0, 1.0, shift[1]], [0, 0, 1.0]])
         local = sample_boxes(gray, shifted, grid, paper, registration.ink_u8)
         run = runs[k]
         darkness[run], outline[run], surround[run] = local.darkness[run], local.outline[run], local.surround[run]
+        shifts[run] = shift
     moved = tuple(names[k] for k in sorted(accepted))
-    return BoxSamples(darkness=darkness, outline=outline, surround=surround), moved
+    return BoxSamples(darkness=darkness, outline=outline, surround=surround), moved, shifts
 
 
 @functools.lru_cache(maxsize=4)

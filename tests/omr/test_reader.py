@@ -117,6 +117,12 @@ def test_a_block_moved_by_a_crease_is_registered_on_its_own_outlines(card200, do
     assert not any(f.startswith("registration_doubtful:answers3") for f in reading.flags)
     assert reading.responses == ANSWERS
     assert reading.needs_review
+    # the overlay draws block 3 where it was read: its shift, and nothing else moved
+    shifts = reading.box_shifts_mm[:1000].reshape(200, 5, 2)
+    mm = 25.4 / 200
+    assert np.allclose(shifts[80:120, :, 0], right_px * mm, atol=0.2)  # the outlines tolerate ~0.15 mm
+    assert np.allclose(shifts[80:120, :, 1], down_px * mm, atol=0.2)
+    assert not shifts[:80].any() and not shifts[120:].any()
 
 
 def test_a_fold_that_grows_down_a_block_is_followed_run_by_run(card200):
