@@ -59,6 +59,8 @@ def draw_overlay(gray: NDArray[np.uint8], reading: CardReading, layout: CardLayo
     # response per question, left of option A
     a = layout.answers
     first = a.centers()[:, 0, :] - np.array([b.width_mm * 1.3 + 3.0, -b.height_mm / 3])
+    if reading.box_shifts_mm is not None:  # beside option A where it was read
+        first = first + reading.box_shifts_mm[: a.questions * len(a.options) : len(a.options)]
     for q, (x, y) in enumerate(project_points(h, first)):
         char = reading.responses[q]
         colour = (0, 0, 255) if char in "?*" else (200, 60, 0)
