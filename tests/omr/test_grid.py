@@ -101,3 +101,27 @@ def test_paper_levels_filter_only_around_the_boxes_and_read_what_the_whole_page_
     expected = cv2.remap(whole, map_xy, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(-1)
     got = paper_levels(work, factor, page_homography, GRID.centers_mm, px_per_mm)
     np.testing.assert_array_equal(got, expected.astype(np.float32))
+
+
+def test_outline_at_shifts_matches_the_sampled_outlines_and_peaks_unshifted():
+    """Unshifted it reads what `sample_boxes` reads of the outlines; moved by a millimetre
+    the weakest edge is lost (what the local registration's search relies on)."""
+    from omr.detect import make_work_image, register_page
+    from omr.grid import outline_at_shifts, outline_points_mm
+    from omr.render import render_card
+
+    page = render_card(LAYOUT, "123456782", dpi=200)
+    reg = register_page(page, LAYOUT)
+    grid = build_sampling_grid(LAYOUT)
+    work, factor = make_work_image(page, 700)
+    paper = paper_levels(work, factor, reg.homography, grid.centers_mm, reg.px_per_mm)
+    sampled = sample_boxes(page, reg.homography, grid, paper, reg.ink_u8).outline
+    boxes = np.arange(400, 450)
+    shifts = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, -1.0]])
+    weakest, mean = outline_at_shifts(
+        page, reg.homography, outline_points_mm(LAYOUT)[boxes], paper[boxes], reg.ink_u8, shifts
+    )
+    assert weakest.shape == mean.shape == (3, 50)
+    np.testing.assert_allclose(weakest[0], sampled[boxes], atol=0.02)
+    assert np.median(weakest[0]) > 0.5 and (np.median(weakest[1:], axis=1) < 0.1).all()
+    assert (mean >= weakest - 1e-6).all()
