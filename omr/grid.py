@@ -175,7 +175,7 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     template_batches, template_rows = _template_groups(glyph_groups)
     points_mm = centers[:, None, :] + offsets[None, :, :]
     surround_mm, header_above = _surround_points_mm(layout)
-    probes_mm = np.concatenate([points_mm, _outline_points_mm(layout), surround_mm], axis=1)
+    probes_mm = np.concatenate([points_mm, outline_points_mm(layout), surround_mm], axis=1)
     return SamplingGrid(
         points_mm=points_mm,
         centers_mm=centers,
@@ -333,8 +333,15 @@ def _darkness_at(
     pts = project_points(homography, order.probes_mm).astype(np.float32)
     swept = cv2.remap(gray, pts, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=255)
     values = np.take(swept.reshape(-1), order.slots).reshape(swept.shape)  # ~25% under [] indexing
-    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[:, None]
-    darkness = (paper[:, None] - values.astype(np.float32)) / span
+    return _darkness(values, paper, ink_u8)
+
+
+def _darkness(values: NDArray[np.uint8], paper: NDArray[np.float32], ink_u8: float) -> NDArray[np.float32]:
+    """(N, ...) grey ``values`` of N boxes as darkness: 0 at the box's ``paper[n]``, 1 at
+    the markers' ink (a span of at least 20 grey levels), clipped to 0..1."""
+    paper = paper.reshape(-1, *([1] * (values.ndim - 1)))
+    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))
+    darkness = (paper - values.astype(np.float32)) / span
     return np.clip(darkness, 0.0, 1.0, out=darkness)
 
 
@@ -401,7 +408,7 @@ def outline_evidence(edge_darkness: NDArray[np.float32]) -> NDArray[np.float32]:
     """(N,) how dark each box's printed outline is where the registration puts it.
 
     ``edge_darkness`` (N, 12) is the darkness at the middle of the box's four edges,
-    each at three offsets across the line (±0.15 mm, `_outline_points_mm`).  The
+    each at three offsets across the line (±0.15 mm, `outline_points_mm`).  The
     darkest offset of each edge is kept, so small registration error is tolerated
     but not a wrong form or a page registered to the wrong place: on this card the
     outlines are there (evidence ~0.3–1), on anything else they are not.
@@ -439,20 +446,15 @@ def outline_at_shifts(
     padded[: len(pts)] = pts
     values = cv2.remap(gray, padded.reshape(-1, width, 2), None, cv2.INTER_LINEAR,
                        borderMode=cv2.BORDER_CONSTANT, borderValue=255)  # fmt: skip
-    values = values.reshape(-1)[: len(pts)].reshape(n_shifts, n_boxes, 4, 3).astype(np.float32)
-    span = np.maximum(paper - np.float32(ink_u8), np.float32(20.0))[None, :, None, None]
-    darkness = np.clip((paper[None, :, None, None] - values) / span, 0.0, 1.0)
-    edges = darkness.max(axis=3)  # the darkest offset across each line
-    return edges.min(axis=2), edges.mean(axis=2)
-
-
-def outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
-    """(N, 12, 2) outline samples of every box (4 edges x 3 offsets across the line)."""
-    return _outline_points_mm(layout)
+    per_box = values.reshape(-1)[: len(pts)].reshape(n_shifts, n_boxes, -1).transpose(1, 0, 2)
+    edge_darkness = _darkness(per_box, paper, ink_u8).transpose(1, 0, 2).reshape(n_shifts * n_boxes, -1)
+    weakest = outline_evidence(edge_darkness).reshape(n_shifts, n_boxes)
+    per_edge = edge_darkness.reshape(n_shifts, n_boxes, 4, 3).max(axis=3)  # darkest offset across each line
+    return weakest, per_edge.mean(axis=2)
 
 
 @functools.lru_cache(maxsize=4)
-def _outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
+def outline_points_mm(layout: CardLayout) -> NDArray[np.float64]:
     """(N, 12, 2) outline samples of every box: 4 edges x 3 offsets (built once per layout)."""
     b = layout.bubble
     hx = b.width_mm / 2 - b.outline_width_mm / 2
