@@ -488,7 +488,7 @@ def _corner_candidates(
     if ink_share is not None:
         # the markers, bars and fills are the darkest ~1% of the page
         ink, paper_level = np.percentile(every[::4], [0.2, 50])
-        level = (ink + paper_level) / 2 if ink_share == 0.5 else ink + ink_share * (paper_level - ink)
+        level = _level_between(ink, paper_level, ink_share)
     else:
         level, _ = cv2.threshold(every, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     # the page fills at least ~60% of the scan's long side: bounds on a marker's area
@@ -514,6 +514,12 @@ def _corner_candidates(
         corners=np.asarray(corners, dtype=np.intp),
         work_shape=(h, w),
     )
+
+
+def _level_between(ink: float, paper: float, share: float) -> float:
+    """The grey level ``share`` of the way from ``ink`` to ``paper``; half-way written as
+    the mean, bit for bit what the half-way thresholds always were."""
+    return (ink + paper) / 2 if share == 0.5 else ink + share * (paper - ink)
 
 
 def _find_marker_quad(
@@ -873,7 +879,7 @@ def _fit_markers(
         ink, paper = _percentiles_u8(window, (5.0, 95.0))
         inks.append(ink)
         papers.append(paper)
-        level = (ink + paper) / 2 if ink_share == 0.5 else ink + ink_share * (paper - ink)
+        level = _level_between(ink, paper, ink_share)
         # window < level as a 0/1 mask; for integer grey values that is <= ceil(level) - 1
         _, mask = cv2.threshold(window, math.ceil(level) - 1, 1, cv2.THRESH_BINARY_INV)
         if opening_px:

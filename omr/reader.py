@@ -301,7 +301,7 @@ def measure_card(
         paper = paper_levels(work, factor, registration.homography, grid.centers_mm, registration.px_per_mm)
         samples = sample_boxes(gray, registration.homography, grid, paper, registration.ink_u8)
         outline = samples.outline
-        part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
+        part_levels = _part_levels(outline, members)
         if part_levels.max() >= MIN_OUTLINE_EVIDENCE:
             break
         rejected = rejected or PageNotFoundError(
@@ -324,7 +324,7 @@ def measure_card(
             gray, registration, grid, layout, paper, samples, np.concatenate(doubtful), target
         )
         outline = samples.outline
-        part_levels = np.array([median(outline[index]) for index in members], dtype=np.float32)
+        part_levels = _part_levels(outline, members)
     flags = tuple(
         f"registration_doubtful:{name}"
         for name, level in zip(names, part_levels, strict=True)
@@ -342,6 +342,11 @@ def measure_card(
         surround=samples.surround,
         box_shifts_mm=box_shifts_mm if moved else None,
     )
+
+
+def _part_levels(outline: NDArray[np.float32], members: tuple[NDArray[np.intp], ...]) -> NDArray[np.float32]:
+    """(P,) median outline evidence of each part of the card (`_card_parts`)."""
+    return np.array([median(outline[index]) for index in members], dtype=np.float32)
 
 
 #: answer rows registered together when their part of the card is doubtful
