@@ -315,7 +315,7 @@ def iter_pages(inputs: Iterable[str], keep: LastFile | None = None) -> Iterator[
     Examples
     --------
     >>> refs = list(iter_pages(["scans/"]))  # doctest: +SKIP
-    >>> refs[0].source, refs[0].page
+    >>> refs[0].source, refs[0].page  # doctest: +SKIP
     ('scans/card-0001.jpg', 1)
     """
     for source in iter_sources(inputs):
@@ -357,7 +357,7 @@ def to_gray_u8(image: NDArray, *, channel_order: str = "BGR") -> NDArray[np.uint
 
     Examples
     --------
-    >>> to_gray_u8(np.array([[[0, 0, 255]]], np.uint8))[0, 0]  # pure red, BGR
+    >>> int(to_gray_u8(np.array([[[0, 0, 255]]], np.uint8))[0, 0])  # pure red, BGR
     76
     """
     if image.dtype == np.bool_:

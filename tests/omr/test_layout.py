@@ -42,8 +42,8 @@ def _write(tmp_path: Path, data: dict, name: str = "card.json") -> Path:
 
 def test_shipped_layout_is_the_documented_one() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "card-lek-ldek-v1.json"
-    if docs.exists():
-        assert json.loads(docs.read_text(encoding="utf-8")) == SHIPPED
+    assert docs.is_file(), f"{docs} is the documented copy of the shipped layout"
+    assert json.loads(docs.read_text(encoding="utf-8")) == SHIPPED
 
 
 def test_shipped_layout_geometry_follows_the_spec_formulas() -> None:
