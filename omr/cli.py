@@ -311,6 +311,21 @@ def _write_results(rows_of: object, out: str | None, jsonl_path: str | None) -> 
         write_jsonl(rows_of(), jsonl_path)
 
 
+def _key_json(key_path: str) -> str:
+    """The answer key file's JSON, normalised (the store remembers the key it is scored with)."""
+    import json
+    from pathlib import Path
+
+    return json.dumps(json.loads(Path(key_path).read_text(encoding="utf-8")), sort_keys=True)
+
+
+def _reviewed_rows(store: object, run_id: int | None = None) -> object:
+    """The store's rows with the examiners' decisions applied (`omr.review.results`)."""
+    from omr.review.results import resolved_rows
+
+    return lambda: resolved_rows(store, run_id=run_id)  # type: ignore[arg-type]
+
+
 @cli.command()
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, callback=_check_inputs)
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -363,6 +378,7 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
     show = sys.stderr.isatty() if progress is None else progress
     with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
             open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name) as store:
+        store.record_scoring_key(_key_json(key_path))
         bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
         counts = {"ok": 0, "review": 0, "error": 0, "skipped": 0}
@@ -389,7 +405,7 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
             )
         finally:
             bar.close()
-        _write_results(lambda: (s.row for s in store.iter_rows(run_id=summary.run_id)), out, jsonl_path)
+        _write_results(_reviewed_rows(store, summary.run_id), out, jsonl_path)
     rate = summary.pages / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     click.echo(
         f"scanned {summary.pages} pages in {summary.elapsed_s:.1f} s ({rate:.1f} pages/s): "
@@ -413,11 +429,25 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
 
     if not (out or jsonl_path):
         raise click.UsageError("nothing to write: give --out and/or --jsonl")
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
     with open_store(db_path) as store:
-        _write_results(lambda: (s.row for s in store.iter_rows(run_id=run_id)), out, jsonl_path)
-        counts = store.counts(run_id)
-    click.echo(f"exported {counts.pages} pages (ok {counts.ok}, review {counts.review}, "
-               f"error {counts.error}) to {', '.join(p for p in (out, jsonl_path) if p)}")
+        rows_of = _reviewed_rows(store, run_id)
+        assert callable(rows_of)
+
+        def counted() -> object:  # the first file written counts the statuses
+            for row in rows_of():
+                if not counts["_done"]:
+                    counts[row.status] += 1
+                yield row
+            counts["_done"] = 1
+
+        _write_results(counted, out, jsonl_path)
+    pages = sum(n for status, n in counts.items() if status != "_done")
+    verified = f", verified {counts['verified']}" if counts["verified"] else ""
+    click.echo(f"exported {pages} pages (ok {counts['ok']}, review {counts['review']}, "
+               f"error {counts['error']}{verified}) to {', '.join(p for p in (out, jsonl_path) if p)}")
 
 
 def _rescore_store(results: str | None, db_path: str | None, key_path: str, out: str | None,
@@ -435,8 +465,9 @@ def _rescore_store(results: str | None, db_path: str | None, key_path: str, out:
     key = load_key(key_path)
     with open_store(db_path) as store:
         report = store.rescore(key)
+        store.record_scoring_key(_key_json(key_path))
         if out or jsonl_path:
-            _write_results(lambda: (s.row for s in store.iter_rows()), out, jsonl_path)
+            _write_results(_reviewed_rows(store), out, jsonl_path)
         counts = store.counts()
     click.echo(report.summary())
     written = ", ".join(p for p in (out, jsonl_path) if p)

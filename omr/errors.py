@@ -9,6 +9,7 @@
     │   └── MarkerNotFoundError   corner markers missing/cut off, or orientation undecidable
     ├── BarcodeError              the barcode library is unusable (e.g. libzbar missing)
     ├── StoreError                the results store cannot be opened or written
+    ├── ReviewError               an examiner's decision cannot be recorded (bad value, doubts left)
     └── ScoringError              scoring cannot proceed
         └── AnswerKeyError        an answer key file is malformed
 
@@ -27,6 +28,7 @@ __all__ = [
     "MarkerNotFoundError",
     "OmrError",
     "PageNotFoundError",
+    "ReviewError",
     "ScoringError",
     "StoreError",
 ]
@@ -61,6 +63,10 @@ class BarcodeError(OmrError):
 
 class StoreError(OmrError):
     code = "store"
+
+
+class ReviewError(OmrError):
+    code = "review"
 
 
 class ScoringError(OmrError):

@@ -19,7 +19,17 @@ Tables (schema version `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
                 inputs held it), stored_at
     superseded  rows replaced because the file at their path changed (same columns)
     runs        one row per batch run: when, the command, and its counts
-    meta        key/value: the layout the store was made for
+    meta        key/value: the layout the store was made for; ``scoring_key``, the answer
+                key JSON the store was last scored with (what the review station and the
+                export re-score corrected cards with)
+    review_events  the examiners' decisions, append-only (triggers refuse UPDATE and
+                DELETE): `omr.review.events`
+
+Columns and tables added after schema version 2 (no version bump: an older store gains
+them when opened, `_MIGRATION` / `_ADDED_COLUMNS`): pages.path (the absolute path the
+page was read from), pages.homography (layout mm -> image px, 3x3 JSON),
+pages.box_shifts (float32 bytes of the (N_boxes, 2) local shifts, or NULL), and the
+review_events table.
 
 Policies (what a re-run or an odd batch does):
 
@@ -58,6 +68,7 @@ from numpy.typing import NDArray
 from omr.errors import StoreError
 from omr.pages import PageRef
 from omr.pipeline import PageOutcome
+from omr.review.events import MachineCard, NewEvent, ReviewEvent
 from scoring.results import ResultRow
 
 if TYPE_CHECKING:
@@ -68,7 +79,9 @@ __all__ = [
     "DUPLICATE_PAGE",
     "MESSAGE_COLUMN",
     "SCHEMA_VERSION",
+    "SCORING_KEY",
     "FillMatrix",
+    "PageGeometry",
     "PagePlan",
     "ResultStore",
     "StatusCounts",
@@ -83,6 +96,8 @@ SCHEMA_VERSION = 2
 DUPLICATE_CODE = "duplicate_code"
 #: flag prefix on a page whose content was already stored under another path
 DUPLICATE_PAGE = "duplicate_page"
+#: meta key holding the answer key JSON the store is scored with
+SCORING_KEY = "scoring_key"
 
 _COLUMNS = """
     id INTEGER PRIMARY KEY,
@@ -137,12 +152,44 @@ CREATE INDEX pages_seen ON pages (seen_run);
 CREATE TABLE superseded ({_COLUMNS.replace("PRIMARY KEY", "")}, superseded_at TEXT NOT NULL);
 """
 
+#: columns added after schema version 2 to ``pages`` and ``superseded`` when missing, at
+#: every open (idempotent; append lines here rather than bumping SCHEMA_VERSION)
+_ADDED_COLUMNS = (
+    ("path", "TEXT"),
+    ("homography", "TEXT"),
+    ("box_shifts", "BLOB"),
+)
+#: tables, indexes and triggers created at every open when missing (same rule)
+_MIGRATION = """
+CREATE TABLE IF NOT EXISTS review_events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    examiner TEXT NOT NULL CHECK (examiner <> ''),
+    source TEXT NOT NULL,
+    page INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    field TEXT NOT NULL,
+    value_before TEXT NOT NULL DEFAULT '',
+    value_after TEXT NOT NULL DEFAULT '',
+    entry_round INTEGER NOT NULL DEFAULT 1 CHECK (entry_round IN (1, 2, 3)),
+    reason TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT '',
+    undoes INTEGER REFERENCES review_events (id)
+);
+CREATE INDEX IF NOT EXISTS review_events_page ON review_events (source, page, content_hash);
+CREATE TRIGGER IF NOT EXISTS review_events_no_update BEFORE UPDATE ON review_events
+BEGIN SELECT RAISE(ABORT, 'review_events is append-only: record a compensating event instead'); END;
+CREATE TRIGGER IF NOT EXISTS review_events_no_delete BEFORE DELETE ON review_events
+BEGIN SELECT RAISE(ABORT, 'review_events is append-only: record a compensating event instead'); END;
+"""
+
 #: pages columns written for a page, in order
 _WRITE_COLUMNS = (
     "source", "page", "content_hash", "status", "flags", "base_status", "base_flags", "duplicate_of",
     "code_number", "version", "responses", "correct", "max_points", "percent", "passed", "error_type",
     "message", "fill", "fill_shape", "box_states", "thresholds", "rotation_deg", "residual_mm",
     "barcode", "grid", "load_ms", "read_ms", "total_ms", "run_id", "seen_run", "stored_at",
+    *(name for name, _ in _ADDED_COLUMNS),
 )  # fmt: skip
 _INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
 _ROW_COLUMNS = (
@@ -151,6 +198,24 @@ _ROW_COLUMNS = (
 )
 #: export column after the spec §6 ones: the human explanation of an error row
 MESSAGE_COLUMN = "message"
+
+
+@dataclass(frozen=True, slots=True)
+class PageGeometry:
+    """Where the reader put a stored page's card in its image.
+
+    path : the file it was read from (absolute when the store recorded it)
+    content_hash : BLAKE3 of that file when it was read
+    homography : (3, 3) float64, layout millimetres -> image pixels
+    box_shifts_mm : (N_boxes, 2) float64 local shifts (``registration_local``), or None
+    rotation_deg : how the page was turned in the scan
+    """
+
+    path: str
+    content_hash: str
+    homography: NDArray[np.float64]
+    box_shifts_mm: NDArray[np.float64] | None
+    rotation_deg: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +316,7 @@ def _outcome_values(outcome: PageOutcome) -> dict[str, object]:
     """The columns of a page's row that come from its reading (fill matrix, thresholds, timings)."""
     reading, t = outcome.reading, outcome.timings
     values: dict[str, object] = {
+        "path": outcome.ref.path or None,
         "error_type": outcome.error_type,
         "message": outcome.message,
         "load_ms": t.load_s * 1e3,
@@ -268,6 +334,9 @@ def _outcome_values(outcome: PageOutcome) -> dict[str, object]:
             "residual_mm": float(reading.registration_residual_mm),
             "barcode": reading.barcode,
             "grid": reading.grid,
+            "homography": json.dumps(np.asarray(reading.homography, dtype=float).tolist()),
+            "box_shifts": None if reading.box_shifts_mm is None
+            else np.asarray(reading.box_shifts_mm, dtype=np.float32).tobytes(),
         }
     return values
 
@@ -328,6 +397,7 @@ class ResultStore:
             if layout_name:
                 with self._tx():
                     self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+            self._migrate()
             return
         if version != SCHEMA_VERSION:
             raise StoreError(
@@ -343,6 +413,29 @@ class ResultStore:
         if layout_name and not stored:
             with self._tx():
                 self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns and tables of `_ADDED_COLUMNS` / `_MIGRATION` that are missing.
+
+        Idempotent and cheap when nothing is missing (no write then), so every open runs
+        it and an older store stays readable; other additions append to those two lists.
+        """
+        missing = [
+            (table, name, decl)
+            for table in ("pages", "superseded")
+            for have in [{r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}]
+            for name, decl in _ADDED_COLUMNS
+            if name not in have
+        ]
+        names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if not missing and {"review_events", "review_events_no_update", "review_events_no_delete"} <= names:
+            return
+        with self._tx():
+            for table, name, decl in missing:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            for statement in _split_script(_MIGRATION):
+                self._db.execute(statement)
 
     def close(self) -> None:
         """Close the connection (committed pages are already on disk)."""
@@ -526,7 +619,9 @@ class ResultStore:
             return set()
         ids = [r[0] for r in old]
         marks = ",".join("?" * len(ids))
-        db.execute(f"INSERT INTO superseded SELECT *, ? FROM pages WHERE id IN ({marks})", (_now(), *ids))
+        columns = ", ".join(("id", *_WRITE_COLUMNS))  # by name: columns were added after superseded_at
+        db.execute(f"INSERT INTO superseded ({columns}, superseded_at) SELECT {columns}, ? FROM pages "
+                   f"WHERE id IN ({marks})", (_now(), *ids))
         db.execute(f"DELETE FROM pages WHERE id IN ({marks})", ids)
         codes = {r[3] for r in old if r[3]}
         for _, old_hash, old_page, _, dup_of in old:
@@ -602,6 +697,103 @@ class ResultStore:
                 carried = self._db.execute(select + "WHERE code_number=?", (code,))
                 rows += [r for r in carried if r[0] not in seen]
             return self._apply(rows, dup_codes)
+
+    # -- meta: the scoring key, review settings ------------------------------------------
+    def meta(self, name: str) -> str | None:
+        """A value of the ``meta`` table (None when unset)."""
+        got = self._db.execute("SELECT value FROM meta WHERE key=?", (name,)).fetchone()
+        return None if got is None else str(got[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        """Set a value of the ``meta`` table (one transaction)."""
+        with self._tx():
+            self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                             (name, value))
+
+    def record_scoring_key(self, key_json: str) -> None:
+        """Remember the answer key (its JSON text) the store's pages are scored with.
+
+        The review station and the export re-score examiner-corrected cards with it.
+        """
+        if self.meta(SCORING_KEY) != key_json:
+            self.set_meta(SCORING_KEY, key_json)
+
+    def scoring_key(self) -> AnswerKey | None:
+        """The answer key of `record_scoring_key`, parsed (None when none was recorded)."""
+        from scoring import AnswerKey
+
+        text = self.meta(SCORING_KEY)
+        if text is None:
+            return None
+        return AnswerKey.from_dict(json.loads(text), source=f"{self.path} (meta {SCORING_KEY})")
+
+    # -- review events (append-only; `omr.review.events`) --------------------------------
+    def append_events(self, events: Sequence[NewEvent]) -> list[int]:
+        """Record examiners' decisions in one transaction; return their ids.
+
+        The only write the review station makes: it never changes a reading.  Times are
+        UTC with milliseconds.
+        """
+        at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+        ids = []
+        with self._tx():
+            for e in events:
+                cur = self._db.execute(
+                    "INSERT INTO review_events (at, examiner, source, page, content_hash, field, value_before, "
+                    "value_after, entry_round, reason, note, undoes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (at, e.examiner, e.source, e.page, e.content_hash, e.field, e.before, e.after,
+                     e.entry_round, e.reason, e.note, e.undoes),
+                )
+                assert cur.lastrowid is not None
+                ids.append(cur.lastrowid)
+        return ids
+
+    def review_events(self, source: str | None = None, page: int | None = None) -> list[ReviewEvent]:
+        """Stored decisions in id order: all, or those of one source (and page), every scan of it."""
+        where, params = "", ()
+        if source is not None:
+            where, params = "WHERE source=?", (source,)
+            if page is not None:
+                where, params = "WHERE source=? AND page=?", (source, page)
+        return [ReviewEvent(*r) for r in self._db.execute(
+            "SELECT id, at, source, page, content_hash, examiner, field, value_before, value_after, "
+            f"entry_round, reason, note, undoes FROM review_events {where} ORDER BY id", params)]
+
+    def last_event_id(self) -> int:
+        """The highest event id (0 when none): cheap change detection for a viewer."""
+        return int(self._db.execute("SELECT coalesce(max(id), 0) FROM review_events").fetchone()[0])
+
+    def machine_cards(self, *, where: str = "", params: Sequence[object] = ()) -> list[MachineCard]:
+        """Stored pages as `MachineCard`s (effective status and flags), in (source, page) order."""
+        sql = ("SELECT source, page, coalesce(content_hash, ''), status, code_number, version, responses, flags "
+               f"FROM pages {('WHERE ' + where) if where else ''} ORDER BY source, page")
+        return [MachineCard(s, p, h, st, c, v, r, _split(f)) for s, p, h, st, c, v, r, f
+                in self._db.execute(sql, tuple(params))]
+
+    def cards_with_code(self, code: str) -> int:
+        """How many stored cards (not copies) carry this code number as read."""
+        return int(self._db.execute("SELECT count(*) FROM pages WHERE code_number=? AND duplicate_of IS NULL",
+                                    (code,)).fetchone()[0])
+
+    def base_status_flags(self, source: str, page: int) -> tuple[str, tuple[str, ...]]:
+        """A stored page's status and flags as read and scored (before the store-wide checks)."""
+        got = self._db.execute("SELECT base_status, base_flags FROM pages WHERE source=? AND page=?",
+                               (source, page)).fetchone()
+        if got is None:
+            raise StoreError(f"{self.path}: {source} page {page} is not stored")
+        return str(got[0]), _split(got[1])
+
+    def page_geometry(self, source: str, page: int) -> PageGeometry | None:
+        """Where a stored page's boxes are in its image (None for error rows and unknown pages)."""
+        got = self._db.execute(
+            "SELECT coalesce(path, source), coalesce(content_hash, ''), homography, box_shifts, rotation_deg "
+            "FROM pages WHERE source=? AND page=?", (source, page)).fetchone()
+        if got is None or got[2] is None:
+            return None
+        shifts = None if got[3] is None else np.frombuffer(got[3], np.float32).reshape(-1, 2).astype(np.float64)
+        return PageGeometry(path=got[0], content_hash=got[1],
+                            homography=np.array(json.loads(got[2]), dtype=np.float64).reshape(3, 3),
+                            box_shifts_mm=shifts, rotation_deg=int(got[4] or 0))
 
     # -- reading ----------------------------------------------------------------------
     def iter_rows(
@@ -691,6 +883,17 @@ class ResultStore:
         report = rescore_rows((s.row for s in self.iter_rows(base=True)), key)
         self.update_scores(report.rows)
         return report
+
+
+def _split_script(script: str) -> list[str]:
+    """The statements of a migration script (a trigger's body keeps its inner ``;``)."""
+    statements, current = [], ""
+    for line in script.strip().splitlines():
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
 
 
 def _stored_row(r: tuple) -> StoredRow:

@@ -25,7 +25,8 @@ RESULT_COLUMNS = (
     "passed",
     "flags",
 )
-STATUSES = ("ok", "review", "error")
+#: ``verified``: a review card whose doubts an examiner resolved (`omr.review`)
+STATUSES = ("ok", "review", "error", "verified")
 
 
 @dataclass(frozen=True, slots=True)

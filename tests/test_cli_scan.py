@@ -55,7 +55,7 @@ def test_scan_writes_one_row_per_page_and_exits_1_on_error_pages(scans, key_path
     assert len(rows) == 6
     assert list(read_csv(out)[0])[:11] == ["source", "page", "status", "code_number", "version", "responses",
                                            "correct", "max_points", "percent", "passed", "flags"]
-    assert list(read_csv(out)[0])[11:] == ["message"]
+    assert list(read_csv(out)[0])[11:] == ["message", "verified_by", "value_source"]
     card = rows["card-000.jpg"]
     assert card["status"] == "ok" and card["page"] == "1" and len(card["responses"]) == 200
     assert card["max_points"] == "200" and card["passed"] in ("true", "false")
