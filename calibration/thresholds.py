@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from omr.errors import OmrError
+from omr.errors import OutputError, ThresholdsError
 
 __all__ = ["MarkThresholds", "bitonal_thresholds", "load_thresholds", "save_thresholds"]
 
@@ -81,20 +81,29 @@ def bitonal_thresholds() -> MarkThresholds:
 
 def save_thresholds(thresholds: MarkThresholds, path: str | Path) -> None:
     """Write thresholds as JSON (what `omr calibrate --out` produces)."""
-    Path(path).write_text(json.dumps(asdict(thresholds), indent=2) + "\n", encoding="utf-8")
+    try:
+        Path(path).write_text(json.dumps(asdict(thresholds), indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise OutputError(f"cannot write thresholds {path}: {err.strerror}; check that its folder exists "
+                          "and is writable, and that the disk has room") from err
 
 
 def load_thresholds(path: str | Path) -> MarkThresholds:
-    """Read thresholds written by `save_thresholds`; raise OmrError naming the field."""
+    """Read thresholds written by `save_thresholds`; raise ThresholdsError naming the field."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise OmrError(f"cannot read thresholds {path}: {err}; rerun 'omr calibrate --out'") from err
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        raise ThresholdsError(f"cannot read thresholds {path}: {err}; rerun 'omr calibrate --out'") from err
+    if not isinstance(data, dict):
+        raise ThresholdsError(f"thresholds {path}: expected a JSON object; rerun 'omr calibrate --out'")
     known = {f.name for f in fields(MarkThresholds)}
     unknown = set(data) - known
     if unknown:
-        raise OmrError(f"thresholds {path}: unknown fields {sorted(unknown)}")
+        raise ThresholdsError(f"thresholds {path}: unknown fields {sorted(unknown)}")
     for name, value in data.items():
         if name != "source" and not isinstance(value, int | float):
-            raise OmrError(f"thresholds {path}: {name} must be a number, got {value!r}")
-    return MarkThresholds(**data)
+            raise ThresholdsError(f"thresholds {path}: {name} must be a number, got {value!r}")
+    try:
+        return MarkThresholds(**data)
+    except TypeError as err:  # a field missing
+        raise ThresholdsError(f"thresholds {path}: {err}; rerun 'omr calibrate --out'") from err

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from calibration import MarkThresholds
-from omr.errors import OmrError
+from omr.errors import EnvironmentFault, OmrError
 from omr.layout import CardLayout
 from omr.pages import LastFile, PageRef
 from omr.pipeline import INTERNAL_ERROR, PageOutcome, PageTimings, process_page
@@ -220,7 +220,7 @@ class _Dask:
         try:
             self._client = Client(address, set_as_default=False, timeout="20s")
         except (OSError, TimeoutError) as err:
-            raise OmrError(
+            raise EnvironmentFault(
                 f"cannot reach the Dask scheduler at {address}: {err}; start it with "
                 "'dask scheduler' and check --scheduler"
             ) from err
@@ -334,7 +334,7 @@ def run_batch(
     ------
     StoreError
         The store cannot be written.
-    OmrError
+    EnvironmentFault
         The Dask scheduler cannot be reached.
     """
     if workers < 1:

@@ -1,16 +1,29 @@
 """The `omr` command line: a thin click layer over the pipeline, scoring and store.
 
-Exit codes: 0 success, 1 when any page ended as ``error``, 2 usage errors.
+Exit codes (`main`; each `omr.errors.OmrError` class carries its ``exit_code``):
+
+    0    success
+    1    some page ended as ``error`` (or, in ``inspect``/``calibrate``, no card was readable)
+    2    usage: a bad option or argument, a broken answer key, layout, thresholds or
+         results file
+    3    environment fault: the store locked, full, read-only or corrupt, an output file
+         that cannot be written, a library or a Dask scheduler missing (`EnvironmentFault`)
+    130  interrupted (Ctrl-C, SIGTERM): says how many pages are stored and that running
+         the same command again resumes
+
+Every failure is one message on stderr naming the file and what to do, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from omr.errors import OmrError
+from omr.errors import Interrupted, OmrError, OutputError
 
 if TYPE_CHECKING:  # the CLI imports its heavy modules inside the commands
     from omr.pages import PageRef
@@ -32,6 +45,29 @@ def _pick_page(path: str, page: int) -> PageRef:
         if ref.page == page:
             return ref
     raise click.BadParameter(f"{path} has no page {page}", param_hint="--page")
+
+
+@contextlib.contextmanager
+def _writing(what: str, path: str) -> Iterator[None]:
+    """An `OSError` inside becomes the `OutputError` for writing ``path``."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputError.writing(what, path, err) from err
+
+
+def _write_overlay(cv2: Any, path: str, image: Any) -> None:
+    """``cv2.imwrite``, which only says False: find out why for the message."""
+    import os
+
+    with _writing("overlay", path):
+        if cv2.imwrite(path, image):
+            return
+        with open(path, "ab"):  # raises the OSError saying why, if there is one
+            pass
+        if not os.path.getsize(path):
+            os.unlink(path)
+    raise OutputError(f"cannot write overlay {path}: OpenCV cannot encode that file type; give a .png path")
 
 
 @cli.command()
@@ -62,8 +98,7 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
     gray = load_page(ref)
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
     reading = read_card(gray, layout, thresholds=thresholds)
-    if not cv2.imwrite(out, draw_overlay(gray, reading, layout)):
-        raise click.ClickException(f"cannot write {out}")
+    _write_overlay(cv2, out, draw_overlay(gray, reading, layout))
     click.echo(f"{page_file} page {page_number}: {'review' if reading.needs_review else 'ok'}")
     click.echo(f"  code number {reading.code_number or '-'} (barcode {reading.barcode or '-'}, "
                f"grid {reading.grid}), version {reading.version or '-'}, turned {reading.rotation_deg}")
@@ -84,7 +119,7 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
         import csv
 
         slices = layout.box_slices()
-        with open(fills_path, "w", newline="", encoding="utf-8") as fh:
+        with _writing("box features", fills_path), open(fills_path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["part", "index", "option", *FEATURE_NAMES, "state"])
             for k in range(reading.box_features.shape[0]):
@@ -326,6 +361,19 @@ def _reviewed_rows(store: object, run_id: int | None = None) -> object:
     return lambda: resolved_rows(store, run_id=run_id)  # type: ignore[arg-type]
 
 
+def _interrupted_scan(store: Any, db_path: str | None, handled: int) -> str:
+    """What an interrupted scan says: how many pages are kept, and how to go on."""
+    if not db_path:
+        return (f"scan stopped after {handled} pages; without --db nothing is kept and no results were "
+                "written: give --db FILE to make a batch resumable, and run it again")
+    try:
+        total = f" ({store.counts().pages} in the store)"
+    except OmrError:
+        total = ""
+    return (f"scan stopped: {handled} pages of this run are stored in {db_path}{total}; no results file "
+            "was written. Run the same command again to resume: stored pages are not read again")
+
+
 @cli.command()
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True, callback=_check_inputs)
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False), required=True,
@@ -403,6 +451,8 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
                 thresholds=thresholds, workers=workers, scheduler=scheduler, on_page=on_page,
                 command="scan " + json.dumps(ctx.params, default=str), kept=kept,
             )
+        except KeyboardInterrupt:
+            raise Interrupted(_interrupted_scan(store, db_path, sum(counts.values()))) from None
         finally:
             bar.close()
         _write_results(_reviewed_rows(store, summary.run_id), out, jsonl_path)
@@ -527,20 +577,48 @@ def rescore(results: str | None, db_path: str | None, key_path: str, out: str | 
     click.echo(f"written to {written} in {time.perf_counter() - t0:.1f} s")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a command like Ctrl-C: cleanly, saying what is kept
+
+
 def main() -> None:
-    """Console-script entry point: prints `OmrError`s once, as ``error: Kind: message``."""
+    """Console-script entry point: one message per failure on stderr, the exit codes above.
+
+    ``OmrError`` prints as ``error: Kind: message`` and exits with the class's
+    ``exit_code``; an SQLite or OS failure that escaped the store's and writers'
+    messages still exits 3 with one line naming the file.
+    """
+    import signal
+    import sqlite3
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         code = cli.main(standalone_mode=False)
         if isinstance(code, int) and code:  # without standalone mode click returns ctx.exit(n)'s n
             sys.exit(code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(1)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        click.echo("interrupted: stopped before the end; no output file was replaced (each is written "
+                   "whole or not at all); run the command again", err=True)
+        sys.exit(Interrupted.exit_code)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
+    except Interrupted as err:
+        click.echo(f"interrupted: {err}", err=True)
+        sys.exit(err.exit_code)
     except OmrError as err:
         click.echo(f"error: {type(err).__name__}: {err}", err=True)
-        sys.exit(1)
+        sys.exit(err.exit_code)
+    except sqlite3.Error as err:
+        click.echo(f"error: StoreError: the results store failed: {err}; check the disk and the --db file",
+                   err=True)
+        sys.exit(3)
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        click.echo(f"error: {type(err).__name__}: cannot use{where}: {err.strerror or err}; check the path "
+                   "and the disk", err=True)
+        sys.exit(3)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

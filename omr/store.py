@@ -53,10 +53,12 @@ Policies (what a re-run or an odd batch does):
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from pathlib import Path
@@ -88,6 +90,7 @@ __all__ = [
     "StoredRow",
     "effective_status_flags",
     "open_store",
+    "store_fault",
 ]
 
 #: 2: content hashes are BLAKE3 (1: SHA-256; such a store would read every page again)
@@ -345,6 +348,60 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def store_fault(path: Path, err: sqlite3.Error) -> StoreError:
+    """The `StoreError` for an SQLite failure on the store at ``path``: what and what to do.
+
+    >>> print(store_fault(Path("r.sqlite"), sqlite3.OperationalError("database or disk is full")))
+    r.sqlite: the disk is full (database or disk is full): free space on its disk (or give --db on \
+another disk), then run the same command again: the pages already stored are kept and not read again
+    """
+    name = getattr(err, "sqlite_errorname", "") or ""
+    text = str(err)
+    lower = text.lower()
+    resume = "then run the same command again: the pages already stored are kept and not read again"
+    if name.startswith("SQLITE_FULL") or "disk is full" in lower:
+        what = f"the disk is full ({text}): free space on its disk (or give --db on another disk), {resume}"
+    elif name.startswith("SQLITE_READONLY") or "readonly" in lower:
+        what = (f"cannot be written, it is read-only ({text}): make the file, its folder and its -wal and "
+                "-shm files writable, or give another --db")
+    elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in lower or "malformed" in lower:
+        what = (f"not a usable results store ({text}): the file is not a store or is damaged; give another "
+                "--db (keep this one: its committed pages may be recoverable with sqlite3's .recover)")
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in lower:
+        what = f"in use by another process ({text}): wait for the other omr to finish, or give another --db"
+    elif name.startswith("SQLITE_CANTOPEN") or "unable to open" in lower:
+        what = f"cannot be opened ({text}): check that its folder exists and is writable"
+    elif name.startswith("SQLITE_IOERR") or "i/o error" in lower:
+        what = (f"cannot be written ({text}): the disk may be full, over a file size limit ('ulimit -f'), "
+                f"failing or gone; fix that, {resume}")
+    else:
+        what = f"the results store failed ({type(err).__name__}: {text}); check the disk, or give another --db"
+    return StoreError(f"{path}: {what}")
+
+
+def _faults(method: Callable) -> Callable:
+    """Decorate a `ResultStore` method: an SQLite failure inside it becomes `store_fault`."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(self: ResultStore, *args: object, **kwargs: object) -> Iterator:
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as err:
+                raise store_fault(self.path, err) from err
+
+        return generator
+
+    @functools.wraps(method)
+    def wrapper(self: ResultStore, *args: object, **kwargs: object) -> object:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise store_fault(self.path, err) from err
+
+    return wrapper
+
+
 def open_store(path: str | Path, *, layout_name: str | None = None) -> ResultStore:
     """Open (creating if needed) the store at ``path``; see `ResultStore`.
 
@@ -381,8 +438,8 @@ class ResultStore:
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
             self._init_schema(layout_name)
-        except sqlite3.DatabaseError as err:
-            raise StoreError(f"{self.path}: not a usable results store: {err}; give another --db") from err
+        except sqlite3.Error as err:
+            raise store_fault(self.path, err) from err
         if mode.lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode!r}); use a local disk")
 
@@ -451,6 +508,7 @@ class ResultStore:
         return _Transaction(self._db)
 
     # -- runs -------------------------------------------------------------------------
+    @_faults
     def begin_run(self, command: str = "") -> int:
         """Record the start of a batch run; return its id."""
         with self._tx():
@@ -458,6 +516,7 @@ class ResultStore:
         assert cur.lastrowid is not None
         return cur.lastrowid
 
+    @_faults
     def finish_run(self, run_id: int, *, read: int, skipped: int, elapsed_s: float) -> StatusCounts:
         """Record the end of a run with the counts of its pages; return those counts."""
         counts = self.counts(run_id)
@@ -471,6 +530,7 @@ class ResultStore:
         return counts
 
     # -- planning ---------------------------------------------------------------------
+    @_faults
     def plan(self, ref: PageRef, *, run_id: int | None = None) -> PagePlan:
         """Decide what to do with ``ref`` given what is stored (see the module policies).
 
@@ -495,6 +555,7 @@ class ResultStore:
                 return PagePlan("alias", original=original[0])
         return PagePlan("read")
 
+    @_faults
     def mark_seen(self, refs: Iterable[PageRef], run_id: int) -> None:
         """Record that ``run_id``'s inputs held these stored pages (one transaction)."""
         with self._tx():
@@ -522,6 +583,7 @@ class ResultStore:
         """
         return self.write_outcomes([(outcome, row)], run_id)[0]
 
+    @_faults
     def write_outcomes(
         self, scored: Sequence[tuple[PageOutcome, ResultRow]], run_id: int | None = None
     ) -> list[str]:
@@ -534,6 +596,7 @@ class ResultStore:
         with self._tx():
             return [self._write(o.ref, row, None, _outcome_values(o), run_id) for o, row in scored]
 
+    @_faults
     def write_alias(self, ref: PageRef, original: str, run_id: int | None = None) -> str:
         """Store ``ref`` as a copy of the reading of the same content at ``original``.
 
@@ -678,6 +741,7 @@ class ResultStore:
                 changed += 1
         return changed
 
+    @_faults
     def refresh_flags(self) -> int:
         """Recompute the effective status and flags store-wide; return how many changed.
 
@@ -796,6 +860,7 @@ class ResultStore:
                             box_shifts_mm=shifts, rotation_deg=int(got[4] or 0))
 
     # -- reading ----------------------------------------------------------------------
+    @_faults
     def iter_rows(
         self, *, run_id: int | None = None, base: bool = False, chunk: int = 2000
     ) -> Iterator[StoredRow]:
@@ -814,12 +879,14 @@ class ResultStore:
             for r in batch:
                 yield _stored_row(r)
 
+    @_faults
     def counts(self, run_id: int | None = None) -> StatusCounts:
         """Pages per status, in the whole store or among ``run_id``'s inputs."""
         where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
         got = dict(self._db.execute(f"SELECT status, count(*) FROM pages {where} GROUP BY status", params))
         return StatusCounts(ok=got.get("ok", 0), review=got.get("review", 0), error=got.get("error", 0))
 
+    @_faults
     def fill_matrix(self, source: str, page: int) -> FillMatrix | None:
         """The stored box features and states of one page (None on error rows / unknown pages)."""
         got = self._db.execute(
@@ -831,6 +898,7 @@ class ResultStore:
         features = np.frombuffer(got[0], dtype=np.float16).reshape(shape).astype(np.float32)
         return FillMatrix(features=features, states=np.frombuffer(got[2], dtype=np.int8).copy())
 
+    @_faults
     def thresholds_json(self, source: str, page: int) -> dict | None:
         """The thresholds a stored page was read with, as a dict (None on error rows)."""
         got = self._db.execute(
@@ -838,6 +906,7 @@ class ResultStore:
         ).fetchone()
         return None if got is None or got[0] is None else json.loads(got[0])
 
+    @_faults
     def update_scores(self, rows: Iterable[ResultRow], *, chunk: int = 5000) -> int:
         """Write re-scored rows back (matched by source and page); return rows updated.
 
@@ -872,6 +941,7 @@ class ResultStore:
         self.refresh_flags()
         return updated
 
+    @_faults
     def rescore(self, key: AnswerKey) -> RescoreReport:
         """Re-score every stored page with ``key`` from its stored responses (no images).
 
@@ -927,7 +997,17 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
+        try:
+            if exc_type is None:
+                self._db.execute("COMMIT")
+                return
+        except sqlite3.Error:  # a full disk at the commit: undo, and tell why
+            self._rollback()
+            raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        try:
             self._db.execute("ROLLBACK")
+        except sqlite3.Error:  # SQLite rolled back already (a full disk): the first error tells why
+            pass

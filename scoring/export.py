@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TextIO
 
-from omr.errors import ScoringError
+from omr.errors import OutputError, ScoringError
 from scoring.results import RESULT_COLUMNS, STATUSES, ResultRow
 
 __all__ = ["read_csv", "read_jsonl", "read_results", "write_csv", "write_jsonl"]
@@ -69,22 +69,41 @@ def _extra_cells(row: ResultRow, columns: Sequence[str], path: Path, n: int) -> 
 
 
 class _Replacing:
-    """Write ``path`` through a temporary sibling that replaces it on success."""
+    """Write ``path`` through a temporary sibling that replaces it on success.
+
+    A target that exists and is not a regular file (``/dev/stdout``, a FIFO) is written
+    directly: nothing may be renamed over a device.  Any `OSError` (a full disk, a
+    read-only file system, no permission) becomes an `OutputError` naming the file;
+    the temporary file is removed and an earlier ``path`` is left as it was.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.name}.partial")
 
     def __enter__(self) -> TextIO:
-        self.fh = open(self.tmp, "w", newline="", encoding="utf-8")
+        try:
+            direct = self.path.exists() and not self.path.is_file() and not self.path.is_dir()
+            self.target = self.path if direct else self.tmp
+            self.fh = open(self.target, "w", newline="", encoding="utf-8")
+        except OSError as err:
+            raise OutputError.writing("results", self.path, err) from err
         return self.fh
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
-        self.fh.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+        done = False
+        try:
+            self.fh.close()  # flushes: a full disk may show only here
+            if kind is None and self.target != self.path:
+                os.replace(self.tmp, self.path)
+            done = kind is None
+        except OSError as err:
+            raise OutputError.writing("results", self.path, err) from err
+        finally:
+            if not done and self.target != self.path:
+                self.tmp.unlink(missing_ok=True)
+        if isinstance(value, OSError):
+            raise OutputError.writing("results", self.path, value) from value
 
 
 def write_csv(

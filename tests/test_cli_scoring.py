@@ -163,7 +163,7 @@ def test_rescore_usage_and_key_errors(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(sys, "argv", ["omr", "rescore", str(path), "--key", str(key), "--out", "o.csv"])
     with pytest.raises(SystemExit) as exit_:
         main()
-    assert exit_.value.code == 1
+    assert exit_.value.code == 2  # a broken key is a usage error
     err = capsys.readouterr().err
     assert err.startswith("error: AnswerKeyError: answer key ")
     assert "annulled[0]: 3 is not a question number 1..2" in err
