@@ -763,17 +763,20 @@ class ResultStore:
             return self._apply(rows, dup_codes)
 
     # -- meta: the scoring key, review settings ------------------------------------------
+    @_faults
     def meta(self, name: str) -> str | None:
         """A value of the ``meta`` table (None when unset)."""
         got = self._db.execute("SELECT value FROM meta WHERE key=?", (name,)).fetchone()
         return None if got is None else str(got[0])
 
+    @_faults
     def set_meta(self, name: str, value: str) -> None:
         """Set a value of the ``meta`` table (one transaction)."""
         with self._tx():
             self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
                              (name, value))
 
+    @_faults
     def record_scoring_key(self, key_json: str) -> None:
         """Remember the answer key (its JSON text) the store's pages are scored with.
 
@@ -782,6 +785,7 @@ class ResultStore:
         if self.meta(SCORING_KEY) != key_json:
             self.set_meta(SCORING_KEY, key_json)
 
+    @_faults
     def scoring_key(self) -> AnswerKey | None:
         """The answer key of `record_scoring_key`, parsed (None when none was recorded)."""
         from scoring import AnswerKey
@@ -792,6 +796,7 @@ class ResultStore:
         return AnswerKey.from_dict(json.loads(text), source=f"{self.path} (meta {SCORING_KEY})")
 
     # -- review events (append-only; `omr.review.events`) --------------------------------
+    @_faults
     def append_events(self, events: Sequence[NewEvent]) -> list[int]:
         """Record examiners' decisions in one transaction; return their ids.
 
@@ -812,6 +817,7 @@ class ResultStore:
                 ids.append(cur.lastrowid)
         return ids
 
+    @_faults
     def review_events(self, source: str | None = None, page: int | None = None) -> list[ReviewEvent]:
         """Stored decisions in id order: all, or those of one source (and page), every scan of it."""
         where, params = "", ()
@@ -823,10 +829,12 @@ class ResultStore:
             "SELECT id, at, source, page, content_hash, examiner, field, value_before, value_after, "
             f"entry_round, reason, note, undoes FROM review_events {where} ORDER BY id", params)]
 
+    @_faults
     def last_event_id(self) -> int:
         """The highest event id (0 when none): cheap change detection for a viewer."""
         return int(self._db.execute("SELECT coalesce(max(id), 0) FROM review_events").fetchone()[0])
 
+    @_faults
     def machine_cards(self, *, where: str = "", params: Sequence[object] = ()) -> list[MachineCard]:
         """Stored pages as `MachineCard`s (effective status and flags), in (source, page) order."""
         sql = ("SELECT source, page, coalesce(content_hash, ''), status, code_number, version, responses, flags "
@@ -834,11 +842,13 @@ class ResultStore:
         return [MachineCard(s, p, h, st, c, v, r, _split(f)) for s, p, h, st, c, v, r, f
                 in self._db.execute(sql, tuple(params))]
 
+    @_faults
     def cards_with_code(self, code: str) -> int:
         """How many stored cards (not copies) carry this code number as read."""
         return int(self._db.execute("SELECT count(*) FROM pages WHERE code_number=? AND duplicate_of IS NULL",
                                     (code,)).fetchone()[0])
 
+    @_faults
     def base_status_flags(self, source: str, page: int) -> tuple[str, tuple[str, ...]]:
         """A stored page's status and flags as read and scored (before the store-wide checks)."""
         got = self._db.execute("SELECT base_status, base_flags FROM pages WHERE source=? AND page=?",
@@ -847,6 +857,7 @@ class ResultStore:
             raise StoreError(f"{self.path}: {source} page {page} is not stored")
         return str(got[0]), _split(got[1])
 
+    @_faults
     def page_geometry(self, source: str, page: int) -> PageGeometry | None:
         """Where a stored page's boxes are in its image (None for error rows and unknown pages)."""
         got = self._db.execute(
