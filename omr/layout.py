@@ -31,8 +31,10 @@ __all__ = [
     "CodeGrid",
     "DEFAULT_LAYOUT_NAME",
     "Markers",
+    "PartRow",
     "VersionRow",
     "load_layout",
+    "shipped_layouts",
 ]
 
 DEFAULT_LAYOUT_NAME = "lek-ldek-v1"
@@ -121,6 +123,35 @@ class VersionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class PartRow:
+    """The part number of a card of several (``parts`` in the layout JSON).
+
+    A candidate's answers are spread over ``count`` cards of ``answers.questions``
+    each: part ``p`` (1-based) holds card positions ``(p-1)*questions + 1 ..
+    p*questions`` of the whole test.  Each card carries its part twice: the barcode
+    holds the code number followed by the part digit, and a row of ``count`` bubbles
+    labelled ``1``..``count`` has the card's own part printed filled.
+    """
+
+    count: int
+    first_center_mm: tuple[float, float]
+    pitch_mm: float
+
+    @property
+    def labels(self) -> str:
+        """``"12"`` for two parts: the part numbers, one character each."""
+        return "".join(str(p) for p in range(1, self.count + 1))
+
+    def centers(self) -> NDArray[np.float64]:
+        """(count, 2) part bubble centres."""
+        k = np.arange(self.count, dtype=np.float64)
+        return np.stack(
+            [self.first_center_mm[0] + k * self.pitch_mm, np.full_like(k, self.first_center_mm[1])],
+            axis=-1,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AnswerGrid:
     questions: int
     options: str
@@ -157,6 +188,7 @@ class CardLayout:
     version: VersionRow
     answers: AnswerGrid
     source: str = "<dict>"
+    parts: PartRow | None = None
 
     # -- derived geometry -------------------------------------------------------------
     @property
@@ -167,31 +199,45 @@ class CardLayout:
     def options(self) -> str:
         return self.answers.options
 
+    @property
+    def part_count(self) -> int:
+        """How many cards make one candidate's test (1 without a ``parts`` section)."""
+        return self.parts.count if self.parts is not None else 1
+
+    @property
+    def total_questions(self) -> int:
+        """Questions of the whole test: a card's questions times its parts."""
+        return self.answers.questions * self.part_count
+
     def box_centers(self) -> NDArray[np.float64]:
-        """(N, 2) centres of every bubble: answers (row-major), code grid, version.
+        """(N, 2) centres of every bubble: answers (row-major), code grid, version, part.
 
         The order is fixed: ``questions*options`` answer boxes, then ``columns*rows``
-        code boxes (column-major: column j, digit d), then the version boxes.
-        ``box_slices`` gives the ranges.
+        code boxes (column-major: column j, digit d), then the version boxes, then (on
+        a card of several parts) the part boxes.  ``box_slices`` gives the ranges.
         """
-        return np.concatenate(
-            [
-                self.answers.centers().reshape(-1, 2),
-                self.code_grid.centers().reshape(-1, 2),
-                self.version.centers(),
-            ]
-        )
+        rows = [
+            self.answers.centers().reshape(-1, 2),
+            self.code_grid.centers().reshape(-1, 2),
+            self.version.centers(),
+        ]
+        if self.parts is not None:
+            rows.append(self.parts.centers())
+        return np.concatenate(rows)
 
     def box_slices(self) -> dict[str, slice]:
-        """Ranges of ``box_centers`` rows: ``answers``, ``code``, ``version``."""
+        """Ranges of ``box_centers`` rows: ``answers``, ``code``, ``version`` (and ``part``)."""
         n_answers = self.answers.questions * len(self.answers.options)
         n_code = self.code_grid.columns * self.code_grid.rows
-        n_version = len(self.version.labels)
-        return {
+        end_version = n_answers + n_code + len(self.version.labels)
+        slices = {
             "answers": slice(0, n_answers),
             "code": slice(n_answers, n_answers + n_code),
-            "version": slice(n_answers + n_code, n_answers + n_code + n_version),
+            "version": slice(n_answers + n_code, end_version),
         }
+        if self.parts is not None:
+            slices["part"] = slice(end_version, end_version + self.parts.count)
+        return slices
 
     # -- loading ----------------------------------------------------------------------
     @classmethod
@@ -252,6 +298,17 @@ class CardLayout:
             option_pitch_mm=reader.pos_number("answers.option_pitch"),
             row_pitch_mm=reader.pos_number("answers.row_pitch"),
         )
+        parts = None
+        if reader.get("parts", default=None) is not None:
+            reader.obj("parts")
+            parts = PartRow(
+                count=reader.pos_int("parts.count"),
+                first_center_mm=reader.point("parts.row.first_center"),
+                pitch_mm=reader.pos_number("parts.row.pitch"),
+            )
+            if reader.get("parts.barcode", default="code_then_part") != "code_then_part":
+                raise reader.fail("parts.barcode", "only 'code_then_part' (the code number, then the "
+                                  f"part digit) is supported, got {reader.get('parts.barcode')!r}")
         layout = cls(
             name=reader.string("name"),
             title=str(reader.get("title", default="")),
@@ -264,6 +321,7 @@ class CardLayout:
             version=version,
             answers=answers,
             source=source,
+            parts=parts,
         )
         _validate(layout)
         return layout
@@ -283,12 +341,32 @@ class CardLayout:
         return cls.from_dict(data, source=str(path))
 
 
+def shipped_layouts() -> tuple[str, ...]:
+    """Names of the layouts shipped in ``omr/layouts`` (``lek-ldek-v1``, ``cem-100``, ...)."""
+    files = resources.files("omr.layouts").iterdir()
+    return tuple(sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json")))
+
+
 def load_layout(path: str | Path | None = None) -> CardLayout:
-    """The layout at ``path``, or the shipped ``lek-ldek-v1`` when ``path`` is None."""
-    if path is not None:
-        return CardLayout.from_json(path)
-    text = resources.files("omr.layouts").joinpath(f"{DEFAULT_LAYOUT_NAME}.json").read_text("utf-8")
-    return CardLayout.from_dict(json.loads(text), source=f"<builtin {DEFAULT_LAYOUT_NAME}>")
+    """A shipped layout by name (``cem-100``), a layout file, or ``lek-ldek-v1`` when None.
+
+    A string that names a shipped layout is that layout; anything else is a path.
+
+    Raises
+    ------
+    LayoutError
+        for a name that is neither shipped nor an existing file, and for broken files.
+    """
+    name = DEFAULT_LAYOUT_NAME if path is None else str(path)
+    if name in shipped_layouts():
+        text = resources.files("omr.layouts").joinpath(f"{name}.json").read_text("utf-8")
+        return CardLayout.from_dict(json.loads(text), source=f"<builtin {name}>")
+    if not Path(name).exists() and not name.lower().endswith(".json"):
+        raise LayoutError(
+            f"layout {name!r}: no such shipped layout and no such file; use one of "
+            f"{', '.join(shipped_layouts())} ('omr layouts' lists them) or a layout JSON file"
+        )
+    return CardLayout.from_json(name)
 
 
 # -- validation ------------------------------------------------------------------------
@@ -401,6 +479,8 @@ def _validate(layout: CardLayout) -> None:
         raise fail("code_number.grid.row_labels", f"need {g.rows} digits, got {g.row_labels!r}")
     if len(set(layout.version.labels)) != len(layout.version.labels):
         raise fail("version.labels", f"letters repeat in {layout.version.labels!r}")
+    if layout.parts is not None and not 2 <= layout.parts.count <= 9:
+        raise fail("parts.count", f"a card of parts has 2 to 9 of them (one digit), got {layout.parts.count}")
     b = layout.bubble
     if b.inner_width_mm <= 0 or b.inner_height_mm <= 0:
         raise fail(
@@ -416,6 +496,7 @@ def _validate(layout: CardLayout) -> None:
         ("answers", a.centers().reshape(-1, 2)),
         ("code_number.grid", g.centers().reshape(-1, 2)),
         ("version", layout.version.centers()),
+        *((("parts.row", layout.parts.centers()),) if layout.parts is not None else ()),
     ):
         rects.append((name, np.concatenate([centers - half_box, centers + half_box], axis=1)))
     rects.append(("code_number.barcode.box", np.array([layout.barcode.box_mm])))

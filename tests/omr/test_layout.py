@@ -175,3 +175,78 @@ def test_unreadable_files(tmp_path) -> None:
     arr = _write(tmp_path, [1, 2], "list.json")  # type: ignore[arg-type]
     with pytest.raises(LayoutError, match="expected a JSON object, got list"):
         load_layout(arr)
+
+
+# -- the shipped CEM layouts, by name; cards of several parts --------------------------
+
+CEM = json.loads(resources.files("omr.layouts").joinpath("cem-100.json").read_text("utf-8"))
+
+
+def _cem(path: str, value: object = None, *, delete: bool = False) -> dict:
+    data = copy.deepcopy(CEM)
+    *parents, last = path.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return data
+
+
+def test_shipped_layouts_load_by_name() -> None:
+    from omr.layout import shipped_layouts
+
+    assert shipped_layouts() == ("cem-100", "lek-ldek-v1", "pes-120")
+    summary = {n: (load_layout(n).questions, load_layout(n).part_count, load_layout(n).total_questions)
+               for n in shipped_layouts()}
+    assert summary == {"cem-100": (100, 2, 200), "lek-ldek-v1": (200, 1, 200), "pes-120": (120, 1, 120)}
+    assert load_layout("lek-ldek-v1") == load_layout()
+    assert load_layout("pes-120").parts is None and load_layout("pes-120").options == "ABCDE"
+
+
+def test_a_layout_name_that_is_neither_shipped_nor_a_file_lists_the_names() -> None:
+    with pytest.raises(LayoutError, match=r"'cem-101': no such shipped layout.*cem-100, lek-ldek-v1, pes-120"):
+        load_layout("cem-101")
+
+
+def test_a_path_still_loads(tmp_path) -> None:
+    assert load_layout(_write(tmp_path, CEM)) == dataclasses.replace(load_layout("cem-100"),
+                                                                    source=str(tmp_path / "card.json"))
+
+
+def test_the_part_row_comes_after_the_version_row() -> None:
+    lay = load_layout("cem-100")
+    sl = lay.box_slices()
+    assert (sl["version"], sl["part"]) == (slice(590, 594), slice(594, 596))
+    assert lay.box_centers()[sl["part"]].tolist() == [[84.0, 44.0], [90.0, 44.0]]
+    assert lay.parts is not None and lay.parts.labels == "12"
+    assert "part" not in load_layout().box_slices()  # the 200-question card's boxes are as before
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("parts.count", 1, "2 to 9"),
+        ("parts.count", 10, "2 to 9"),
+        ("parts.count", "two", "positive integer"),
+        ("parts.row.pitch", 0, "must be > 0"),
+        ("parts.row.first_center", [84.0], "expected 2 numbers"),
+        ("parts.barcode", "part_then_code", "only 'code_then_part'"),
+        ("parts", [2], "expected an object"),
+    ],
+)
+def test_broken_parts_name_their_dotted_path(path: str, value: object, message: str) -> None:
+    with pytest.raises(LayoutError, match=rf"layout <t>: {re.escape(path)}: .*{message}"):
+        CardLayout.from_dict(_cem(path, value), source="<t>")
+
+
+def test_missing_part_row_names_its_path() -> None:
+    with pytest.raises(LayoutError, match=r"layout <t>: parts\.row\.pitch: missing field"):
+        CardLayout.from_dict(_cem("parts.row.pitch", delete=True), source="<t>")
+
+
+def test_a_part_row_on_the_version_row_is_an_overlap() -> None:
+    with pytest.raises(LayoutError, match=r"version: box at .* overlaps parts\.row box"):
+        CardLayout.from_dict(_cem("parts.row.first_center", [84.0, 30.0]), source="<t>")
