@@ -1,6 +1,7 @@
 """The code number: Code 128 barcode, Luhn check digit, bubble grid, cross-check.
 
-Also the version row.  Pure functions over arrays; the barcode library (pyzbar) is
+Also the version row, and the part number of a card of several parts (its barcode's
+last digit, cross-checked with the part row).  Pure functions over arrays; the barcode library (pyzbar) is
 imported inside the function that needs it.
 """
 
@@ -18,12 +19,15 @@ from omr.layout import CardLayout
 
 __all__ = [
     "CODE_REVIEW_FLAGS",
+    "PART_REVIEW_FLAGS",
     "BarcodeRead",
     "CodeNumberRead",
+    "PartRead",
     "decode_barcode",
     "is_valid_code",
     "luhn_check_digit",
     "read_grid_digits",
+    "read_part",
     "read_version",
     "resolve_code_number",
 ]
@@ -281,3 +285,70 @@ def read_version(states: NDArray[np.int8], labels: str) -> tuple[str, tuple[str,
     if char == "?":
         return "", ("version_ambiguous",)
     return char, ()
+
+
+# -- the part number of a card of several parts ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartRead:
+    """The part of a card of several parts, and the code number part of its barcode.
+
+    barcode_code : the barcode text without its part digit (what `resolve_code_number`
+        checks), None when no barcode decoded
+    part : the part label (``"1"``, ``"2"``...), "" when not established (and on a
+        layout without parts)
+    row : what the part row reads (one character, spec §2 rule)
+    flags : ``part_mismatch`` (barcode and row name different parts; the barcode is
+        kept), ``part_unreadable`` (neither gives one), ``part_row_unreadable`` (the row
+        confirms nothing; informational: the barcode decided)
+    """
+
+    barcode_code: str | None
+    part: str = ""
+    row: str = ""
+    flags: tuple[str, ...] = ()
+
+
+#: part flags after which a person must look at the card
+PART_REVIEW_FLAGS = frozenset({"part_mismatch", "part_unreadable"})
+
+
+def read_part(part_states: NDArray[np.int8] | None, barcode: str | None, layout: CardLayout) -> PartRead:
+    """Split the barcode into code number and part digit, and cross-check the part row.
+
+    On a layout with ``parts`` the barcode holds the code number and then the part
+    digit (``code_then_part``): a barcode of ``digits + 1`` decimal digits gives both;
+    any other barcode is passed on whole as the code number (and gives no part).  The
+    barcode's part decides; the row (a part printed filled) confirms it, or decides
+    when there is no usable barcode part.  ``part_states`` are the part row's box
+    states (None on a layout without parts: the barcode is the code number).
+
+    >>> from omr.layout import load_layout
+    >>> lay = load_layout("cem-100")
+    >>> read_part(np.array([0, 1], np.int8), "1234567822", lay)
+    PartRead(barcode_code='123456782', part='2', row='2', flags=())
+    >>> read_part(np.array([1, 0], np.int8), "1234567822", lay).flags
+    ('part_mismatch',)
+    >>> read_part(np.array([0, 0], np.int8), None, lay).flags
+    ('part_unreadable',)
+    """
+    if layout.parts is None or part_states is None:
+        return PartRead(barcode)
+    from omr.marks import read_responses
+
+    labels = layout.parts.labels
+    row = read_responses(part_states[None, :], labels)
+    digits = layout.code_grid.digits
+    code, from_barcode = barcode, ""
+    if barcode is not None and len(barcode) == digits + 1 and barcode.isdigit():
+        code, from_barcode = barcode[:digits], barcode[digits]
+    if from_barcode in labels and from_barcode:
+        if row in labels and row != from_barcode:
+            return PartRead(code, from_barcode, row, ("part_mismatch",))
+        return PartRead(code, from_barcode, row, () if row == from_barcode else ("part_row_unreadable",))
+    # no part in the barcode (none decoded, or a digit that is no part): the row decides
+    flags = ("part_mismatch",) if from_barcode else ()
+    if row in labels:
+        return PartRead(code, row, row, flags)
+    return PartRead(code, "", row, (*flags, "part_unreadable"))

@@ -171,7 +171,8 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
     answer_groups = np.tile(np.arange(n_options), layout.questions)
     code_groups = n_options + np.tile(np.arange(g.rows), g.columns)
     version_groups = np.array([layout.options.find(label) for label in layout.version.labels])
-    glyph_groups = np.concatenate([answer_groups, code_groups, version_groups]).astype(np.int64)
+    part_groups = np.full(layout.part_count if layout.parts is not None else 0, -1)  # no template
+    glyph_groups = np.concatenate([answer_groups, code_groups, version_groups, part_groups]).astype(np.int64)
     template_batches, template_rows = _template_groups(glyph_groups)
     points_mm = centers[:, None, :] + offsets[None, :, :]
     surround_mm, header_above = _surround_points_mm(layout)
@@ -517,6 +518,7 @@ def _surround_points_mm(
             np.repeat(np.arange(a.questions) % a.rows_per_block == 0, len(a.options)),
             np.tile(np.arange(g.rows) == 0, g.columns),
             np.ones(len(layout.version.labels), dtype=bool),
+            np.ones(layout.part_count if layout.parts is not None else 0, dtype=bool),
         ]
     )
     points.flags.writeable = False

@@ -23,8 +23,10 @@ from calibration import MarkThresholds
 from calibration.learn import adapt_to_light_marks, bitonal_thresholds_for_card, calibrate_card
 from omr.decode import (
     CODE_REVIEW_FLAGS,
+    PART_REVIEW_FLAGS,
     decode_barcode,
     read_grid_digits,
+    read_part,
     read_version,
     resolve_code_number,
 )
@@ -70,7 +72,9 @@ MAX_SURROUND_DARKNESS = 0.12
 #: share of questions read '*' beyond which no '*' on the card is trusted (real cards: ~1%)
 MAX_MULTIPLE_SHARE = 0.1
 #: flags that explain but do not send a card to review
-INFO_FLAGS = frozenset({"barcode_unreadable", "barcode_off_box", "bitonal", "mirrored", "rotated"})
+INFO_FLAGS = frozenset(
+    {"barcode_unreadable", "barcode_off_box", "bitonal", "mirrored", "rotated", "part_row_unreadable"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,8 @@ class CardReading:
     box_shifts_mm : (N_boxes, 2) float64 layout shift under which each box was read on
         top of ``homography`` (zero but for runs read on their own outlines,
         ``registration_local``), or None when none was
+    part : the card's part (``"1"``, ``"2"``) on a layout of several parts
+        (`omr.decode.read_part`), "" when not established or not such a layout
     """
 
     responses: str
@@ -110,6 +116,7 @@ class CardReading:
     grid: str = ""
     registration_residual_mm: float = 0.0
     box_shifts_mm: NDArray[np.float64] | None = None
+    part: str = ""
 
 
 def read_card(
@@ -189,7 +196,9 @@ def read_card(
     version, version_flags = read_version(states[slices["version"]], layout.version.labels)
 
     barcode = decode_barcode(gray, registration.homography, layout, registration.px_per_mm)
-    code = resolve_code_number(barcode.data if barcode else None, grid_digits, g.digits)
+    part = read_part(states[slices["part"]] if "part" in slices else None, barcode.data if barcode else None,
+                     layout)
+    code = resolve_code_number(part.barcode_code, grid_digits, g.digits)
 
     flags: list[str] = list(measured.flags)
     ambiguous = np.flatnonzero(
@@ -209,6 +218,7 @@ def read_card(
     if barcode is not None and barcode.where != "box":
         flags.append("barcode_off_box")
     flags.extend(version_flags)
+    flags.extend(part.flags)
     if registration.rotation_deg:
         flags.append(f"rotated:{registration.rotation_deg}")
     if registration.mirrored:
@@ -219,6 +229,7 @@ def read_card(
         bool(ambiguous.size)
         or bool(version_flags)
         or bool(CODE_REVIEW_FLAGS & set(code.flags))
+        or bool(PART_REVIEW_FLAGS & set(part.flags))
         or bool(measured.flags)
     )
     return CardReading(
@@ -236,6 +247,7 @@ def read_card(
         grid=grid_digits,
         registration_residual_mm=registration.residual_mm,
         box_shifts_mm=measured.box_shifts_mm,
+        part=part.part,
     )
 
 
@@ -452,7 +464,9 @@ def _local_runs(
         neighbours.append(tuple(j for j in near if 0 <= j < n_answer_runs))
     for part in ("code", "version"):
         names.append(part)
-        runs.append(np.arange(slices[part].start, slices[part].stop))
+        # the part row (a card of several parts) sits beside the version row and moves with it
+        stop = slices["part"].stop if part == "version" and "part" in slices else slices[part].stop
+        runs.append(np.arange(slices[part].start, stop))
         neighbours.append(())
     return tuple(names), tuple(runs), tuple(neighbours)
 
@@ -466,6 +480,8 @@ def _part_names(layout: CardLayout) -> NDArray[np.str_]:
     names[slices["answers"]] = [f"answers{b + 1}" for b in blocks]
     names[slices["code"]] = "code"
     names[slices["version"]] = "version"
+    if "part" in slices:  # judged with the version row beside it (two boxes make no median)
+        names[slices["part"]] = "version"
     return names.astype(str)
 
 

@@ -27,7 +27,11 @@ What is drawn (all positions from the layout, nothing hard-coded but the type si
   quiet zone;
 * the Code 128 barcode of the code number (module pattern from python-barcode, bars
   drawn here with exact coverage), centred in ``barcode.box`` with >= 10-module quiet
-  zones and the digits under it when ``text_below``.
+  zones and the digits under it when ``text_below``;
+* on a card of several parts (``parts`` in the layout): the part row with the card's
+  own part printed filled, the label ``CZESC``, the line ``CZESC p z n: pytania a-b``
+  under the barcode box, question numbers of the whole test (101-200 on part 2), and
+  the barcode holds the code number followed by the part digit.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ from omr.layout import CardLayout
 __all__ = [
     "RenderStyle",
     "barcode_modules",
+    "barcode_payload",
+    "card_parts",
     "draw_barcode",
     "mm_to_px",
     "page_size_px",
@@ -218,19 +224,55 @@ def _draw_bubbles(img: NDArray[np.uint8], layout: CardLayout, s: float, style: R
     labels += list(layout.answers.options) * layout.answers.questions
     labels += list(layout.code_grid.row_labels) * layout.code_grid.columns
     labels += list(layout.version.labels)
+    if layout.parts is not None:
+        labels += list(layout.parts.labels)
     for (x, y), label in zip(centres, labels, strict=True):
         _put_text(img, label, x, y, letter_h, style.label_in_box_u8, s)
 
 
-def _draw_texts(img: NDArray[np.uint8], layout: CardLayout, s: float, style: RenderStyle) -> None:
+def _check_part(layout: CardLayout, part: int | None) -> int:
+    """The part to print (0 on a layout without parts); ValueError when it does not fit."""
+    if layout.parts is None:
+        if part is not None:
+            raise ValueError(f"layout {layout.name} has no parts; give no part, got {part}")
+        return 0
+    if part is None or not 1 <= part <= layout.parts.count:
+        raise ValueError(f"layout {layout.name} is a card of {layout.parts.count} parts: give a part "
+                         f"1..{layout.parts.count}, got {part}")
+    return part
+
+
+def _draw_part(img: NDArray[np.uint8], layout: CardLayout, part: int, s: float, style: RenderStyle) -> None:
+    """The card's part: its bubble printed filled, the row's label and the line under the barcode."""
+    assert layout.parts is not None
+    b = layout.bubble
+    x, y = layout.parts.centers()[part - 1]
+    inset = b.outline_width_mm + min(b.corner_radius_mm, 0.5) * 0.3
+    _fill_rect(img, (x - b.width_mm / 2 + inset, y - b.height_mm / 2 + inset,
+                     x + b.width_mm / 2 - inset, y + b.height_mm / 2 - inset), style.ink_u8, s)
+    first = layout.parts.centers()[0]
+    label_y = first[1] - b.height_mm / 2 - 1.0 - style.label_height_mm / 2
+    _put_text(img, "CZESC", first[0] - b.width_mm / 2, label_y, style.label_height_mm, style.text_u8, s,
+              anchor="left")
+    q = layout.answers.questions
+    x0, _, x1, y1 = layout.barcode.box_mm
+    _put_text(img, f"CZESC {part} z {layout.parts.count}: pytania {(part - 1) * q + 1}-{part * q}", x0,
+              y1 + 1.5 + style.label_height_mm, style.label_height_mm * 1.4, style.ink_u8, s, anchor="left",
+              max_width_mm=x1 - x0)
+
+
+def _draw_texts(
+    img: NDArray[np.uint8], layout: CardLayout, s: float, style: RenderStyle, part: int = 0
+) -> None:
     b = layout.bubble
     a = layout.answers
     num_h = min(style.number_height_mm, b.height_mm * 0.7)
     centres = a.centers()  # (Q, C, 2)
     gap = b.width_mm / 2 + 0.8
+    first_number = max(part - 1, 0) * a.questions + 1  # part 2 of 100s: 101..200
     for q in range(a.questions):
         x, y = centres[q, 0]
-        _put_text(img, f"{q + 1}.", x - gap, y, num_h, style.text_u8, s, anchor="right")
+        _put_text(img, f"{q + first_number}.", x - gap, y, num_h, style.text_u8, s, anchor="right")
     # option letters above each block's first row
     head_y = a.first_center_mm[1] - b.height_mm / 2 - 1.0 - num_h / 2
     blocks = -(-a.questions // a.rows_per_block)
@@ -279,12 +321,12 @@ def _draw_markers(img: NDArray[np.uint8], layout: CardLayout, s: float, style: R
 
 
 def render_blank(
-    layout: CardLayout, *, dpi: float, style: RenderStyle | None = None
+    layout: CardLayout, *, dpi: float, style: RenderStyle | None = None, part: int | None = None
 ) -> NDArray[np.uint8]:
     """The card without its barcode: markers, bubbles and all printed text.
 
     Everything on a card but the barcode is the same for every candidate, so batch
-    renderers draw this once per DPI and add the barcode with `draw_barcode`.
+    renderers draw this once per DPI (and part) and add the barcode with `draw_barcode`.
 
     Parameters
     ----------
@@ -292,6 +334,9 @@ def render_blank(
     dpi : float
         Resolution; the image is ``page_size_px(layout, dpi)``.
     style : RenderStyle, optional
+    part : int, optional
+        Which part (1-based) on a layout of several parts (required there, refused
+        elsewhere): its bubble printed filled, its question numbers and its line.
 
     Returns
     -------
@@ -306,14 +351,28 @@ def render_blank(
     """
     if not dpi > 0:
         raise ValueError(f"dpi must be > 0, got {dpi}")
+    part = _check_part(layout, part)
     style = style or RenderStyle()
     s = dpi / MM_PER_INCH
     width, height = page_size_px(layout, dpi)
     img = np.full((height, width), style.paper_u8, dtype=np.uint8)
     _draw_bubbles(img, layout, s, style)
-    _draw_texts(img, layout, s, style)
+    _draw_texts(img, layout, s, style, part)
+    if part:
+        _draw_part(img, layout, part, s, style)
     _draw_markers(img, layout, s, style)
     return img
+
+
+def barcode_payload(layout: CardLayout, code_number: str, part: int | None = None) -> str:
+    """What the barcode holds: the code number, followed by the part digit on a card of parts.
+
+    >>> from omr.layout import load_layout
+    >>> barcode_payload(load_layout("cem-100"), "123456782", 2)
+    '1234567822'
+    """
+    p = _check_part(layout, part)
+    return f"{code_number}{p}" if p else code_number
 
 
 def draw_barcode(
@@ -367,6 +426,7 @@ def render_card(
     dpi: float,
     style: RenderStyle | None = None,
     blank: NDArray[np.uint8] | None = None,
+    part: int | None = None,
 ) -> NDArray[np.uint8]:
     """Render the printed card of one candidate.
 
@@ -380,8 +440,11 @@ def render_card(
         Resolution in dots per inch.
     style : RenderStyle, optional
     blank : (H, W) uint8 ndarray, optional
-        A `render_blank` result at the same ``dpi`` to start from (not modified);
-        saves redrawing the card for every candidate.
+        A `render_blank` result at the same ``dpi`` (and ``part``) to start from (not
+        modified); saves redrawing the card for every candidate.
+    part : int, optional
+        The part (1-based) on a layout of several parts (`render_blank`); the barcode
+        then holds the code number and the part digit (`barcode_payload`).
 
     Returns
     -------
@@ -400,8 +463,9 @@ def render_card(
     >>> render_card(load_layout(), "123456782", dpi=100).shape
     (1169, 827)
     """
+    payload = barcode_payload(layout, code_number, part)
     if blank is None:
-        page = render_blank(layout, dpi=dpi, style=style)
+        page = render_blank(layout, dpi=dpi, style=style, part=part)
     else:
         width, height = page_size_px(layout, dpi)
         if blank.shape != (height, width) or blank.dtype != np.uint8:
@@ -410,8 +474,21 @@ def render_card(
                 f"{blank.shape} {blank.dtype}; render it with render_blank(layout, dpi={dpi})"
             )
         page = blank.copy()
-    draw_barcode(page, layout, code_number, dpi=dpi, style=style)
+    draw_barcode(page, layout, payload, dpi=dpi, style=style)
     return page
+
+
+def card_parts(layout: CardLayout, parts: Sequence[int] | None = None) -> tuple[int | None, ...]:
+    """The parts to print for each candidate: ``parts`` checked, every part by default,
+    ``(None,)`` on a layout without parts."""
+    if layout.parts is None:
+        if parts:
+            raise ValueError(f"layout {layout.name} has no parts; give no parts, got {list(parts)}")
+        return (None,)
+    chosen = tuple(parts) if parts else tuple(range(1, layout.parts.count + 1))
+    for p in chosen:
+        _check_part(layout, p)
+    return chosen
 
 
 def write_png(path: str | Path, image: NDArray[np.uint8], *, dpi: float) -> Path:
@@ -431,8 +508,12 @@ def render_pdf(
     *,
     dpi: float = 600,
     style: RenderStyle | None = None,
+    parts: Sequence[int] | None = None,
 ) -> Path:
-    """Write a print-ready PDF: one A4 page per code number.
+    """Write a print-ready PDF: one A4 page per code number (and part).
+
+    On a layout of several parts each code number gets one page per part of ``parts``
+    (default: every part, in order), so a candidate's cards lie together.
 
     Pages are 1-bit rasters at ``dpi``, error-diffusion dithered so the light-grey
     letters print light; the PDF page size is the layout's page size because the
@@ -463,10 +544,11 @@ def render_pdf(
     if not codes:
         raise ValueError("render_pdf needs at least one code number")
     path = Path(path)
-    blank = render_blank(layout, dpi=dpi, style=style)
+    wanted: list[int | None] = list(card_parts(layout, parts))
+    blanks = {p: render_blank(layout, dpi=dpi, style=style, part=p) for p in wanted}
     pages = []
-    for code in codes:
-        gray = render_card(layout, code, dpi=dpi, style=style, blank=blank)
+    for code, p in ((code, p) for code in codes for p in wanted):
+        gray = render_card(layout, code, dpi=dpi, style=style, blank=blanks[p], part=p)
         # dithering keeps the letters light grey; a plain threshold would print them black
         pages.append(Image.fromarray(gray).convert("1", dither=Image.Dither.FLOYDSTEINBERG))
     pages[0].save(path, format="PDF", save_all=True, append_images=pages[1:], resolution=dpi,
