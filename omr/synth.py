@@ -45,6 +45,7 @@ Truth record (one per page, JSON-ready)::
                             scan damage zbar also misses some ``stroke``/``smudge``
                             labels (about 1 in 5 in a 40-card check), none undamaged
     version                 the marked version letter, null when none, "*" when two
+    part                    the card's part (1-based) on a layout of several parts, else null
     acceptable              per question, a string of acceptable chars, e.g. "B?"
     expected_flags          flags the reader must raise (vocabulary of omr.decode:
                             code_mismatch, check_digit, barcode_unreadable,
@@ -62,6 +63,11 @@ Truth record (one per page, JSON-ready)::
 Pixel positions follow `omr.render`: a point at x mm is at pixel ``x * dpi / 25.4 - 0.5``
 before the scanner's geometry; ``mm_to_px`` includes that.  For PDF pages the pixel
 positions refer to the embedded image at ``dpi``.
+
+On a layout of several parts (``cem-100``) `write_dataset` writes candidates rather
+than cards (`candidate_plan`: pages shuffled, some candidates with a part missing, a
+part twice, or parts of different versions) and ``candidates.json`` beside
+``truth.json``: one record per code number (`candidate_truth`).
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ from numpy.typing import NDArray
 
 from omr.decode import is_valid_code, luhn_check_digit
 from omr.layout import CardLayout, load_layout
-from omr.render import MM_PER_INCH, draw_barcode, page_size_px, render_blank
+from omr.render import MM_PER_INCH, barcode_payload, draw_barcode, page_size_px, render_blank
 
 __all__ = [
     "BARCODE_DAMAGES",
@@ -95,7 +101,12 @@ __all__ = [
     "ScanDamage",
     "SpecMix",
     "SynthCard",
+    "CANDIDATE_MIX",
+    "CandidatePlan",
+    "PlannedPage",
     "acceptable_reads",
+    "candidate_plan",
+    "candidate_truth",
     "random_card_spec",
     "random_code_number",
     "random_damage",
@@ -190,6 +201,9 @@ class CardSpec:
     version : the version row's `MarkSpec`
     barcode_damage : one of `BARCODE_DAMAGES`
     stray_lines, specks : how many pen lines outside the boxes / dirt specks
+    part : which part (1-based) of a layout of several parts the card is (printed
+        filled in the part row and after the code number in the barcode); None on a
+        layout without parts
     """
 
     code_number: str
@@ -200,6 +214,7 @@ class CardSpec:
     barcode_damage: str = "none"
     stray_lines: int = 0
     specks: int = 0
+    part: int | None = None
 
     def __post_init__(self) -> None:
         if self.grid_mode not in GRID_MODES:
@@ -264,6 +279,7 @@ def random_card_spec(
     answers: str | None = None,
     code_number: str | None = None,
     version: str | None = None,
+    part: int | None = None,
     **mix: Any,
 ) -> CardSpec:
     """A random but plausible `CardSpec`.
@@ -279,6 +295,9 @@ def random_card_spec(
         Printed code number; random valid Luhn code when None.
     version : str, optional
         Version letter to mark (the card may still get none or two, per ``mix``).
+    part : int, optional
+        The card's part on a layout of several parts (default 1 there; refused on a
+        layout without parts).  Draws nothing from ``rng``.
     **mix
         Overrides of `SpecMix` fields, e.g. ``blank=0.5``.
 
@@ -292,6 +311,12 @@ def random_card_spec(
     if unknown:
         raise ValueError(f"random_card_spec: unknown mix {unknown}; known: {sorted(names)}")
     m = SpecMix(**mix)
+    if layout.parts is None and part is not None:
+        raise ValueError(f"part: layout {layout.name} has no parts, got {part}")
+    if layout.parts is not None:
+        part = 1 if part is None else part
+        if not 1 <= part <= layout.parts.count:
+            raise ValueError(f"part: layout {layout.name} has parts 1..{layout.parts.count}, got {part}")
     options = layout.answers.options
     n_opt = len(options)
     q = layout.answers.questions
@@ -411,6 +436,7 @@ def random_card_spec(
                                    "covered": m.barcode_covered}, "none"),
         stray_lines=int(rng.integers(0, m.max_stray_lines + 1)),
         specks=int(rng.integers(0, m.max_specks + 1)),
+        part=part,
     )
 
 
@@ -1070,8 +1096,8 @@ def synth_card(
     seed : int or SeedSequence
         Seeds stroke shapes, textures, noise: same inputs, same image.
     blank : (H, W) uint8 ndarray, optional
-        ``render_blank(layout, dpi=work_dpi)`` to reuse across cards, where
-        ``work_dpi`` is ``damage.dpi`` (or twice it below 250 DPI).
+        ``render_blank(layout, dpi=work_dpi, part=card_spec.part)`` to reuse across
+        cards, where ``work_dpi`` is ``damage.dpi`` (or twice it below 250 DPI).
 
     Returns
     -------
@@ -1100,10 +1126,10 @@ def synth_card(
     rng = np.random.default_rng(seed)
     work_dpi = damage.dpi * (1 if damage.dpi >= 250 else 2)
     s = work_dpi / MM_PER_INCH
-    page = render_blank(layout, dpi=work_dpi) if blank is None else blank.copy()
+    page = render_blank(layout, dpi=work_dpi, part=card_spec.part) if blank is None else blank.copy()
     if page.shape != page_size_px(layout, work_dpi)[::-1]:
         raise ValueError(f"blank: shape {page.shape} is not the page at {work_dpi} DPI")
-    draw_barcode(page, layout, card_spec.code_number, dpi=work_dpi)
+    draw_barcode(page, layout, barcode_payload(layout, card_spec.code_number, card_spec.part), dpi=work_dpi)
 
     slices = layout.box_slices()
     n_opt = len(layout.answers.options)
@@ -1137,6 +1163,7 @@ def synth_card(
         "grid_acceptable": grid,
         "barcode_readable": card_spec.barcode_damage != "covered",
         "version": None if version == "-" else _truth_char(version),
+        "part": card_spec.part,
         "acceptable": [ms.acceptable(layout.answers.options) for ms in card_spec.answers],
         "expected_flags": _expected_flags(card_spec, layout, grid),
         "box_centers_px": np.round(_apply(scan.mm_to_px, layout.box_centers()), 3).tolist(),
@@ -1297,7 +1324,8 @@ def write_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = np.random.SeedSequence(seed).spawn(n)
-    blanks: dict[float, NDArray[np.uint8]] = {}
+    plan = candidate_plan(layout, n, seed) if layout.parts is not None else None
+    blanks: dict[tuple[float, int | None], NDArray[np.uint8]] = {}
     written: list[Path] = []
     truths: list[dict[str, Any]] = []
     i = 0
@@ -1307,9 +1335,14 @@ def write_dataset(
         count = min(pages_per_file, n - i) if fmt in ("tiff", "pdf") else 1
         cards = []
         shared: ScanDamage | None = None
-        for seq in seeds[i:i + count]:
+        for page_index, seq in enumerate(seeds[i:i + count], start=i):
             rng = np.random.default_rng(seq)
-            spec = random_card_spec(layout, rng, **mix)
+            planned = plan.pages[page_index] if plan is not None else None
+            if planned is None:
+                spec = random_card_spec(layout, rng, **mix)
+            else:
+                spec = random_card_spec(layout, rng, code_number=planned.code_number, version=planned.version,
+                                        part=planned.part, **mix)
             if isinstance(damage, ScanDamage):
                 dmg = damage
             elif isinstance(damage, DamageRanges):
@@ -1327,10 +1360,11 @@ def write_dataset(
             if shared is None or (shared.bitonal and not dmg.bitonal):
                 shared = dmg
             work = dmg.dpi * (1 if dmg.dpi >= 250 else 2)
-            if work not in blanks:
-                blanks.clear()  # keep one blank: they are 9-35 MB each
-                blanks[work] = render_blank(layout, dpi=work)
-            cards.append(synth_card(layout, spec, dmg, seed=seq, blank=blanks[work]))
+            if (work, spec.part) not in blanks:
+                if len(blanks) >= layout.part_count:
+                    blanks.clear()  # keep one blank per part: they are 9-35 MB each
+                blanks[work, spec.part] = render_blank(layout, dpi=work, part=spec.part)
+            cards.append(synth_card(layout, spec, dmg, seed=seq, blank=blanks[work, spec.part]))
         ext = {"jpg": "jpg", "png": "png", "tiff": "tif", "pdf": "pdf"}[fmt]
         path = write_pages(out / f"{prefix}-{file_no + 1:04d}.{ext}", cards)
         for page_no, card in enumerate(cards, start=1):
@@ -1341,4 +1375,112 @@ def write_dataset(
     # one page record per line: greppable and diffable, without a line per coordinate
     lines = ",\n".join(json.dumps(t, separators=(",", ":")) for t in truths)
     (out / "truth.json").write_text(f"[\n{lines}\n]\n", encoding="utf-8")
+    if plan is not None:
+        records = candidate_truth(layout, truths)
+        lines = ",\n".join(json.dumps(t, separators=(",", ":")) for t in records)
+        (out / "candidates.json").write_text(f"[\n{lines}\n]\n", encoding="utf-8")
     return written
+
+
+# -- candidates of several cards -----------------------------------------------------------
+
+#: how a candidate's cards go astray in `candidate_plan` (the rest hand in every part once)
+CANDIDATE_MIX = {"missing": 0.1, "duplicate": 0.06, "versions": 0.06}
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPage:
+    """One page of `candidate_plan`: whose card, which part, the version to mark."""
+
+    candidate: int
+    code_number: str
+    part: int
+    version: str
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class CandidatePlan:
+    """The pages of a batch of cards of several parts, in scanning order."""
+
+    pages: tuple[PlannedPage, ...]
+
+
+def candidate_plan(layout: CardLayout, n: int, seed: int, mix: dict[str, float] | None = None) -> CandidatePlan:
+    """``n`` pages of candidates who each hand in the layout's parts, shuffled.
+
+    Most candidates hand in each part once; per `CANDIDATE_MIX` one part is
+    ``missing``, one part is handed in twice (``duplicate``: a second card of the same
+    code number and part, filled again), or the parts are marked with different
+    versions (``versions``).  Pages are shuffled (a stack is never in candidate order)
+    and cut at ``n``, which may leave the last candidates short of a part: the truth
+    (`candidate_truth`) is made from the pages actually written.
+
+    >>> plan = candidate_plan(load_layout("cem-100"), 7, seed=1)
+    >>> len(plan.pages), sorted({p.part for p in plan.pages})
+    (7, [1, 2])
+    """
+    if layout.parts is None:
+        raise ValueError(f"layout {layout.name} has no parts: every card is a candidate")
+    rng = np.random.default_rng([seed, 0x9A27])
+    mix = CANDIDATE_MIX if mix is None else mix
+    labels = layout.version.labels
+    count = layout.parts.count
+    pages: list[PlannedPage] = []
+    candidate = 0
+    while len(pages) < n:
+        code = random_code_number(rng, layout.code_grid.digits)
+        version = labels[int(rng.integers(len(labels)))]
+        kind = _pick(rng, mix, "complete")
+        parts = list(range(1, count + 1))
+        versions = [version] * count
+        if kind == "missing":
+            parts.pop(int(rng.integers(count)))
+            versions.pop()
+        elif kind == "duplicate":
+            parts.append(int(rng.integers(1, count + 1)))
+            versions.append(version)
+        elif kind == "versions":
+            versions[-1] = labels[(labels.index(version) + 1 + int(rng.integers(len(labels) - 1))) % len(labels)]
+        pages += [PlannedPage(candidate, code, p, v, kind) for p, v in zip(parts, versions, strict=True)]
+        candidate += 1
+    order = rng.permutation(len(pages))[:n]
+    return CandidatePlan(tuple(pages[k] for k in order))
+
+
+def candidate_truth(layout: CardLayout, truths: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per candidate (code number) from the pages' truth records.
+
+    Fields: ``code_number``; ``pages`` as ``[source, page, part]`` in part order;
+    ``expected_flags`` the joining must raise (``part_missing:<parts>``,
+    ``part_duplicate:<parts>``, ``version_mismatch``); ``version`` (the one version
+    when the cards agree, else null); ``acceptable`` the joined per-question
+    acceptable reads in whole-test order when each part is there once, else null.
+    """
+    assert layout.parts is not None
+    by_code: dict[str, list[dict[str, Any]]] = {}
+    for t in truths:
+        by_code.setdefault(t["code_number"], []).append(t)
+    records = []
+    for code, cards in sorted(by_code.items()):
+        cards = sorted(cards, key=lambda t: (t["part"], t["source"], t["page"]))
+        present = [t["part"] for t in cards]
+        flags = []
+        missing = [p for p in range(1, layout.parts.count + 1) if p not in present]
+        twice = sorted({p for p in present if present.count(p) > 1})
+        if missing:
+            flags.append("part_missing:" + ",".join(map(str, missing)))
+        if twice:
+            flags.append("part_duplicate:" + ",".join(map(str, twice)))
+        versions = {t["version"] for t in cards if t["version"] not in (None, "*", "?")}
+        if len(versions) > 1:
+            flags.append("version_mismatch")
+        whole = not missing and not twice
+        records.append({
+            "code_number": code,
+            "pages": [[t["source"], t["page"], t["part"]] for t in cards],
+            "expected_flags": flags,
+            "version": versions.pop() if len(versions) == 1 else None,
+            "acceptable": [a for t in cards for a in t["acceptable"]] if whole else None,
+        })
+    return records
