@@ -1271,6 +1271,7 @@ def write_dataset(
     dpi: float | None = None,
     pages_per_file: int = 3,
     prefix: str = "card",
+    candidate_mix: dict[str, float] | None = None,
     **mix: Any,
 ) -> list[Path]:
     """Write ``n`` synthetic cards and ``truth.json`` into ``out_dir``.
@@ -1300,6 +1301,9 @@ def write_dataset(
         Pages in each TIFF/PDF file.
     prefix : str
         File names are ``{prefix}-{i:04d}.{ext}``.
+    candidate_mix : dict, optional
+        On a layout of several parts: how candidates go astray (`CANDIDATE_MIX`
+        by default; `candidate_plan`).
     **mix
         `SpecMix` overrides passed to `random_card_spec`.
 
@@ -1324,7 +1328,7 @@ def write_dataset(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = np.random.SeedSequence(seed).spawn(n)
-    plan = candidate_plan(layout, n, seed) if layout.parts is not None else None
+    plan = candidate_plan(layout, n, seed, candidate_mix) if layout.parts is not None else None
     blanks: dict[tuple[float, int | None], NDArray[np.uint8]] = {}
     written: list[Path] = []
     truths: list[dict[str, Any]] = []

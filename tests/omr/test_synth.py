@@ -343,3 +343,65 @@ def _layout_dict() -> dict:
 
     text = resources.files("omr.layouts").joinpath("lek-ldek-v1.json").read_text("utf-8")
     return json.loads(text)
+
+
+# -- candidates of two 100-question cards ------------------------------------------------
+
+
+def test_candidate_plan_shuffles_parts_and_makes_every_anomaly() -> None:
+    from omr.synth import candidate_plan
+
+    cem = load_layout("cem-100")
+    plan = candidate_plan(cem, 400, seed=3)
+    assert len(plan.pages) == 400
+    kinds = {p.kind for p in plan.pages}
+    assert kinds == {"complete", "missing", "duplicate", "versions"}
+    by_candidate: dict[int, list] = {}
+    for p in plan.pages:
+        by_candidate.setdefault(p.candidate, []).append(p)
+    # same code number and card count per candidate as its kind says (the last ones may be cut)
+    for pages in by_candidate.values():
+        assert len({p.code_number for p in pages}) == 1 and is_valid_code(pages[0].code_number)
+        parts = sorted(p.part for p in pages)
+        if pages[0].kind == "duplicate" and len(pages) == 3:
+            assert len(set(parts)) == 2
+        if pages[0].kind == "versions" and len(pages) == 2:
+            assert len({p.version for p in pages}) == 2
+        if pages[0].kind == "missing":
+            assert len(pages) == 1
+    assert [p.candidate for p in plan.pages[:20]] != sorted(p.candidate for p in plan.pages[:20])
+    assert candidate_plan(cem, 400, seed=3) == plan
+    with pytest.raises(ValueError, match="has no parts"):
+        candidate_plan(load_layout(), 4, seed=1)
+
+
+def test_candidate_truth_from_the_pages_written(tmp_path) -> None:
+    from omr.synth import candidate_truth
+
+    cem = load_layout("cem-100")
+    page = {"code_number": "123456782", "version": "A", "acceptable": ["A"] * 100}
+    truths = [
+        {**page, "source": "b.jpg", "page": 1, "part": 2, "acceptable": ["B"] * 100},
+        {**page, "source": "a.jpg", "page": 1, "part": 1},
+        {**page, "code_number": "000000000", "source": "c.jpg", "page": 1, "part": 1},
+        {**page, "code_number": "000000000", "source": "d.jpg", "page": 2, "part": 1, "version": "B"},
+    ]
+    got = candidate_truth(cem, truths)
+    assert [(c["code_number"], c["expected_flags"], c["version"]) for c in got] == [
+        ("000000000", ["part_missing:2", "part_duplicate:1", "version_mismatch"], None),
+        ("123456782", [], "A")]
+    assert got[1]["acceptable"] == ["A"] * 100 + ["B"] * 100 and got[0]["acceptable"] is None
+    assert got[1]["pages"] == [["a.jpg", 1, 1], ["b.jpg", 1, 2]]
+
+
+def test_write_dataset_of_a_parts_layout_writes_candidates(tmp_path) -> None:
+    cem = load_layout("cem-100")
+    write_dataset(tmp_path, 5, seed=2, layout=cem, damage="none", dpi=100)
+    pages = json.loads((tmp_path / "truth.json").read_text())
+    candidates = json.loads((tmp_path / "candidates.json").read_text())
+    assert sorted(p["part"] for p in pages) == sorted(p[2] for c in candidates for p in c["pages"])
+    assert {p["code_number"] for p in pages} == {c["code_number"] for c in candidates}
+    assert all(len(p["acceptable"]) == 100 for p in pages)
+    assert not (tmp_path / "other").exists()
+    write_dataset(tmp_path / "other", 2, seed=2, damage="none", dpi=100)
+    assert not (tmp_path / "other" / "candidates.json").exists()
