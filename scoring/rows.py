@@ -20,7 +20,7 @@ informational: ``omr.reader.INFO_FLAGS``) goes back to ``ok``.  All other flags 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -201,7 +201,13 @@ class RescoreReport:
         return text
 
 
-def rescore_rows(old_rows: Iterable[ResultRow], key: AnswerKey, *, details: bool = False) -> RescoreReport:
+def rescore_rows(
+    old_rows: Iterable[ResultRow],
+    key: AnswerKey,
+    *,
+    details: bool = False,
+    score: Callable[[Sequence[ResultRow], AnswerKey], list[ResultRow]] | None = None,
+) -> RescoreReport:
     """Re-score stored rows with a new key (after annulments or key corrections).
 
     Uses only the stored responses and versions — never the images.  Pure: the caller
@@ -213,13 +219,16 @@ def rescore_rows(old_rows: Iterable[ResultRow], key: AnswerKey, *, details: bool
     key : AnswerKey
     details : bool
         As in `score_rows`.
+    score : callable, optional
+        Scores the rows instead of `score_rows` (``score(rows, key)``): pages of cards
+        of several parts (`scoring.candidates.score_part_pages`).
 
     Returns
     -------
     RescoreReport
     """
     old = list(old_rows)
-    new = score_rows(old, key, details=details)
+    new = score_rows(old, key, details=details) if score is None else score(old, key)
     counts = {"ok": 0, "review": 0, "error": 0}
     changed = p2f = f2p = gained = lost = status_changed = 0
     for a, b in zip(old, new, strict=True):
