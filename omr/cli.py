@@ -26,13 +26,42 @@ import click
 from omr.errors import Interrupted, OmrError, OutputError
 
 if TYPE_CHECKING:  # the CLI imports its heavy modules inside the commands
+    from omr.layout import CardLayout
     from omr.pages import PageRef
+    from omr.store import ResultStore
+    from scoring import AnswerKey
 
 
 @click.group()
 @click.version_option(package_name="omr-karta")
 def cli() -> None:
     """Read and score LEK/LDEK answer cards (karta testowa)."""
+
+
+def _load_layout(ctx: click.Context, param: click.Parameter, value: str | None) -> CardLayout | None:
+    """``--layout``: a shipped layout's name or a layout JSON file, loaded (None when not given)."""
+    if value is None:
+        return None
+    from omr.errors import LayoutError
+    from omr.layout import load_layout
+
+    try:
+        return load_layout(value)
+    except LayoutError as err:
+        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+
+
+_layout_option = click.option(
+    "--layout", "layout_path", metavar="NAME|PATH", callback=_load_layout,
+    help="Card layout: a shipped one by name (lek-ldek-v1, cem-100, pes-120; 'omr layouts' lists them) "
+         "or a layout JSON file.  [default: lek-ldek-v1, or the store's own with --db]",
+)
+
+
+def _layout(layout: CardLayout | None) -> CardLayout:
+    from omr.layout import load_layout
+
+    return layout if layout is not None else load_layout()
 
 
 # -- reader: inspect a page, calibrate a batch -----------------------------------------
@@ -77,23 +106,21 @@ def _write_overlay(cv2: Any, path: str, image: Any) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Overlay PNG to write.")
 @click.option("--fills", "fills_path", type=click.Path(dir_okay=False),
               help="Also write every box's features and state as CSV.")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@_layout_option
 @click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False),
               help="Thresholds from 'omr calibrate' (default: learned from this card).")
 def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
-            layout_path: str | None, thresholds_path: str | None) -> None:
+            layout_path: CardLayout | None, thresholds_path: str | None) -> None:
     """What the machine saw on one PAGE: overlay picture, fills, reads and flags."""
     import cv2
 
     from calibration import load_thresholds
     from omr.grid import FEATURE_NAMES
-    from omr.layout import load_layout
     from omr.overlay import draw_overlay
     from omr.pages import load_page
     from omr.reader import read_card
 
-    layout = load_layout(layout_path)
+    layout = _layout(layout_path)
     ref = _pick_page(page_file, page_number)
     gray = load_page(ref)
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
@@ -101,7 +128,8 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
     _write_overlay(cv2, out, draw_overlay(gray, reading, layout))
     click.echo(f"{page_file} page {page_number}: {'review' if reading.needs_review else 'ok'}")
     click.echo(f"  code number {reading.code_number or '-'} (barcode {reading.barcode or '-'}, "
-               f"grid {reading.grid}), version {reading.version or '-'}, turned {reading.rotation_deg}")
+               f"grid {reading.grid}), version {reading.version or '-'}, turned {reading.rotation_deg}"
+               + (f", part {reading.part or '-'}" if layout.parts is not None else ""))
     click.echo(f"  flags: {';'.join(reading.flags) or 'none'}")
     click.echo(f"  thresholds ({reading.thresholds.source}): fill {reading.thresholds.fill_blank}"
                f"..{reading.thresholds.fill_mark}, stroke {reading.thresholds.stroke_mark}")
@@ -128,6 +156,8 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
                 elif k < slices["code"].stop:
                     j, d = divmod(k - slices["code"].start, layout.code_grid.rows)
                     part, index, option = "code", j + 1, layout.code_grid.row_labels[d]
+                elif "part" in slices and k >= slices["part"].start:
+                    part, index, option = "part", 1, str(k - slices["part"].start + 1)
                 else:
                     part, index, option = "version", 1, layout.version.labels[k - slices["version"].start]
                 writer.writerow([part, index, option, *(f"{v:.4f}" for v in reading.box_features[k]),
@@ -138,11 +168,10 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the thresholds JSON here.")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@_layout_option
 @click.option("--max-pages", type=click.IntRange(min=1), default=500, show_default=True,
               help="Learn from at most this many pages (evenly spread).")
-def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: str | None, max_pages: int) -> None:
+def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: CardLayout | None, max_pages: int) -> None:
     """Learn mark thresholds from a batch (INPUT: files, folders, globs) and print them.
 
     Use the result with 'omr scan --thresholds FILE' so every card of the batch is
@@ -154,11 +183,10 @@ def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: str | None,
     from calibration.learn import calibrate as learn
     from omr.errors import OmrError
     from omr.grid import build_sampling_grid
-    from omr.layout import load_layout
     from omr.pages import iter_pages, load_page
     from omr.reader import measure_card
 
-    layout = load_layout(layout_path)
+    layout = _layout(layout_path)
     grid = build_sampling_grid(layout)
     refs = list(iter_pages(inputs))
     step = max(1, len(refs) // max_pages)
@@ -236,22 +264,32 @@ def _parse_formats(ctx: click.Context, param: click.Parameter, value: str) -> tu
               show_default=True, help="One PDF with a page per card, or one PNG per card.")
 @click.option("--out", required=True, type=click.Path(),
               help="PDF file (or a folder to put cards.pdf in); folder for PNGs.")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@_layout_option
+@click.option("--part", "part", type=click.IntRange(min=1),
+              help="On a layout of several parts (cem-100): only this part.  [default: every part, "
+                   "one card each per code number]")
 def render(codes: list[str] | None, count: int | None, seed: int, dpi: float, fmt: str,
-           out: str, layout_path: str | None) -> None:
-    """Blank printable cards, each with its candidate's code number barcode."""
+           out: str, layout_path: CardLayout | None, part: int | None) -> None:
+    """Blank printable cards, each with its candidate's code number barcode.
+
+    On a layout of several parts each code number gets a card per part, the part
+    printed on it (a filled bubble of the part row, a line under the barcode) and
+    after the code number in its barcode.
+    """
     from pathlib import Path
 
     import numpy as np
 
-    from omr.layout import load_layout
-    from omr.render import render_blank, render_card, render_pdf, write_png
+    from omr.render import card_parts, render_blank, render_card, render_pdf, write_png
     from omr.synth import random_code_number
 
     if (codes is None) == (count is None):
         raise click.UsageError("give either --codes or --count")
-    layout = load_layout(layout_path)
+    layout = _layout(layout_path)
+    try:
+        parts = card_parts(layout, [part] if part else None)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--part") from err
     if codes is None:
         rng = np.random.default_rng(seed)
         codes = [random_code_number(rng, layout.code_grid.digits) for _ in range(count or 0)]
@@ -260,16 +298,17 @@ def render(codes: list[str] | None, count: int | None, seed: int, dpi: float, fm
         if target.is_dir() or target.suffix.lower() != ".pdf":
             target.mkdir(parents=True, exist_ok=True)
             target = target / "cards.pdf"
-        render_pdf(layout, codes, target, dpi=dpi)
-        click.echo(f"{len(codes)} cards at {dpi:g} DPI written to {target}")
+        render_pdf(layout, codes, target, dpi=dpi, parts=[p for p in parts if p])
+        click.echo(f"{len(codes) * len(parts)} cards at {dpi:g} DPI written to {target}")
         return
     target.mkdir(parents=True, exist_ok=True)
-    blank = render_blank(layout, dpi=dpi)
-    for code in codes:
-        path = write_png(target / f"card-{code}.png", render_card(layout, code, dpi=dpi, blank=blank),
-                         dpi=dpi)
-        click.echo(str(path))
-    click.echo(f"{len(codes)} cards at {dpi:g} DPI written to {target}")
+    for p in parts:
+        blank = render_blank(layout, dpi=dpi, part=p)
+        for code in codes:
+            name = f"card-{code}.png" if p is None else f"card-{code}-part{p}.png"
+            path = write_png(target / name, render_card(layout, code, dpi=dpi, blank=blank, part=p), dpi=dpi)
+            click.echo(str(path))
+    click.echo(f"{len(codes) * len(parts)} cards at {dpi:g} DPI written to {target}")
 
 
 @cli.command()
@@ -287,21 +326,26 @@ def render(codes: list[str] | None, count: int | None, seed: int, dpi: float, fm
               help="Fix every card's resolution (default: the preset's choice).")
 @click.option("--pages-per-file", type=click.IntRange(min=1), default=3, show_default=True,
               help="Pages in each TIFF/PDF file.")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@_layout_option
 def synth(count: int, seed: int, out: str, formats: tuple[str, ...], damage: str,
-          dpi: float | None, pages_per_file: int, layout_path: str | None) -> None:
-    """Synthetic filled-in, scanner-damaged cards with their ground truth (truth.json)."""
+          dpi: float | None, pages_per_file: int, layout_path: CardLayout | None) -> None:
+    """Synthetic filled-in, scanner-damaged cards with their ground truth (truth.json).
+
+    On a layout of several parts (cem-100) the cards are candidates' parts, shuffled,
+    some candidates with a part missing, a part twice or parts of different versions;
+    candidates.json holds each candidate's truth.
+    """
     from pathlib import Path
 
-    from omr.layout import load_layout
     from omr.synth import write_dataset
 
-    files = write_dataset(out, count, seed=seed, layout=load_layout(layout_path), formats=formats,
+    layout = _layout(layout_path)
+    files = write_dataset(out, count, seed=seed, layout=layout, formats=formats,
                           damage=damage, dpi=dpi, pages_per_file=pages_per_file)
     for path in files:
         click.echo(str(path))
-    click.echo(f"{count} cards in {len(files)} files; truth in {Path(out) / 'truth.json'}")
+    click.echo(f"{count} cards in {len(files)} files; truth in {Path(out) / 'truth.json'}"
+               + (f", candidates in {Path(out) / 'candidates.json'}" if layout.parts is not None else ""))
 
 
 # -- batches: scan into the results store, export it ------------------------------------
@@ -389,16 +433,19 @@ def _interrupted_scan(store: Any, db_path: str | None, handled: int) -> str:
               help="Worker processes on this machine; 1 reads in-process.  [default: all cores]")
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Run the pages on this Dask scheduler's workers instead of local processes.")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@_layout_option
 @click.option("--thresholds", "thresholds_path", type=click.Path(exists=True, dir_okay=False),
               help="Thresholds from 'omr calibrate' (default: learned from each card).")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress bar.  [default: when stderr is a terminal]")
+@click.option("--candidates", "candidates_path", type=click.Path(dir_okay=False),
+              help="Also write one row per candidate (code number): the cards of several parts joined "
+                   "and scored as one test; every candidate with a card in this run.")
 @click.pass_context
 def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | None,
          jsonl_path: str | None, db_path: str | None, workers: int | None, scheduler: str | None,
-         layout_path: str | None, thresholds_path: str | None, progress: bool | None) -> None:
+         layout_path: CardLayout | None, thresholds_path: str | None, progress: bool | None,
+         candidates_path: str | None) -> None:
     """Read and score every page of INPUT... (files, folders, globs): one row per page.
 
     JPEG, PNG, TIFF (multi-page) and PDF (multi-page); one page is one card.  A page
@@ -413,19 +460,20 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
 
     from calibration import load_thresholds
     from omr.batch import PageEvent, run_batch
-    from omr.layout import load_layout
     from omr.pages import LastFile, count_sources, iter_pages
     from omr.store import open_store
     from scoring import load_key, score_rows
+    from scoring.candidates import score_part_pages
 
-    if not (out or jsonl_path or db_path):
-        raise click.UsageError("nothing to write: give --out, --jsonl or --db")
-    layout = load_layout(layout_path)
+    if not (out or jsonl_path or db_path or candidates_path):
+        raise click.UsageError("nothing to write: give --out, --jsonl or --db (or --candidates)")
+    layout = layout_path if layout_path is not None else _store_layout(db_path)
     key = load_key(key_path)
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
     show = sys.stderr.isatty() if progress is None else progress
     with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
-            open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name) as store:
+            open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name,
+                       layout_parts=layout.part_count) as store:
         store.record_scoring_key(_key_json(key_path))
         bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
@@ -447,7 +495,8 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
 
         try:
             summary = run_batch(
-                refs(), store, layout, score=functools.partial(score_rows, key=key),
+                refs(), store, layout,
+                score=functools.partial(score_part_pages if layout.parts is not None else score_rows, key=key),
                 thresholds=thresholds, workers=workers, scheduler=scheduler, on_page=on_page,
                 command="scan " + json.dumps(ctx.params, default=str), kept=kept,
             )
@@ -456,6 +505,8 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
         finally:
             bar.close()
         _write_results(_reviewed_rows(store, summary.run_id), out, jsonl_path)
+        if candidates_path:
+            _write_candidates(store, key, candidates_path, run_id=summary.run_id)
     rate = summary.pages / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
     click.echo(
         f"scanned {summary.pages} pages in {summary.elapsed_s:.1f} s ({rate:.1f} pages/s): "
@@ -473,14 +524,24 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False), help="Results as JSON Lines.")
 @click.option("--run", "run_id", type=click.IntRange(min=1),
               help="Only the pages of this scan run (the store's runs table).  [default: every page]")
-def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | None) -> None:
-    """Write the spec §6 results of every page in a results store."""
+@click.option("--candidates", "candidates_path", type=click.Path(dir_okay=False),
+              help="Write one row per candidate (code number): cards of several parts joined and "
+                   "scored with --key (from the stored responses, never the images).")
+@click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False),
+              help="Answer key JSON (spec §4) to score the candidates with (needed by --candidates).")
+def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | None,
+           candidates_path: str | None, key_path: str | None) -> None:
+    """Write the spec §6 results of every page in a results store (and its candidates)."""
     from omr.store import open_store
+    from scoring import load_key
 
-    if not (out or jsonl_path):
-        raise click.UsageError("nothing to write: give --out and/or --jsonl")
+    if not (out or jsonl_path or candidates_path):
+        raise click.UsageError("nothing to write: give --out and/or --jsonl (or --candidates)")
+    if candidates_path and not key_path:
+        raise click.UsageError("--candidates scores the joined cards: give --key KEY.json")
     from collections import Counter
 
+    key = load_key(key_path) if key_path else None
     counts: Counter[str] = Counter()
     with open_store(db_path) as store:
         rows_of = _reviewed_rows(store, run_id)
@@ -494,10 +555,52 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
             counts["_done"] = 1
 
         _write_results(counted, out, jsonl_path)
+        if candidates_path and key is not None:
+            _write_candidates(store, key, candidates_path, run_id=run_id)
     pages = sum(n for status, n in counts.items() if status != "_done")
     verified = f", verified {counts['verified']}" if counts["verified"] else ""
-    click.echo(f"exported {pages} pages (ok {counts['ok']}, review {counts['review']}, "
-               f"error {counts['error']}{verified}) to {', '.join(p for p in (out, jsonl_path) if p)}")
+    if out or jsonl_path:
+        click.echo(f"exported {pages} pages (ok {counts['ok']}, review {counts['review']}, "
+                   f"error {counts['error']}{verified}) to {', '.join(p for p in (out, jsonl_path) if p)}")
+
+
+def _store_layout(db_path: str | None) -> CardLayout:
+    """The layout a results store was made for (by its recorded name), else the default."""
+    import os
+
+    from omr.errors import LayoutError
+    from omr.layout import load_layout, shipped_layouts
+    from omr.store import open_store
+
+    if not db_path or not os.path.exists(db_path):
+        return load_layout()
+    with open_store(db_path) as store:
+        name = store.layout_name
+    if name and name not in shipped_layouts():
+        raise click.UsageError(f"{db_path} was made for layout {name!r}, which is not shipped: give it "
+                               "with --layout PATH")
+    try:
+        return load_layout(name or None)
+    except LayoutError as err:
+        raise click.UsageError(str(err)) from err
+
+
+def _write_candidates(store: ResultStore, key: AnswerKey, path: str, run_id: int | None = None) -> None:
+    """The candidate-level CSV: every candidate with a page in ``run_id`` (all when None), joined
+    over every page of the store (its other part may have come in another run), as reviewed."""
+    from omr.review.results import resolved_rows
+    from scoring.candidates import join_candidates, page_record, write_candidates_csv
+
+    parts = store.layout_parts
+    if key.questions % parts:
+        raise click.UsageError(f"the key has {key.questions} questions, which {parts} cards cannot share; "
+                               "give the key of the whole test")
+    wanted = None if run_id is None else {r.code_number for r in resolved_rows(store, run_id=run_id)}
+    records = [page_record(r) for r in resolved_rows(store) if wanted is None or r.code_number in wanted]
+    rows = join_candidates(records, key, parts=parts, questions=key.questions // parts)
+    write_candidates_csv(rows, path)
+    review = sum(r.status == "review" for r in rows)
+    click.echo(f"{len(rows)} candidates (ok {len(rows) - review}, review {review}) written to {path}")
 
 
 def _rescore_store(results: str | None, db_path: str | None, key_path: str, out: str | None,
@@ -579,6 +682,11 @@ def rescore(results: str | None, db_path: str | None, key_path: str, out: str | 
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends a command like Ctrl-C: cleanly, saying what is kept
+
+
+from omr.cli_layouts import layouts  # noqa: E402  (the commands of their own modules)
+
+cli.add_command(layouts)
 
 
 def main() -> None:

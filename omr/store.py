@@ -16,10 +16,12 @@ Tables (schema version `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
                 bytes) with fill_shape, box_states (int8 bytes), thresholds (JSON),
                 rotation_deg, residual_mm, barcode, grid, load_ms / read_ms /
                 total_ms, run_id (the run that read it), seen_run (the last run whose
-                inputs held it), stored_at
+                inputs held it), stored_at, part (the card's part on a layout of
+                several parts, NULL otherwise or when unread)
     superseded  rows replaced because the file at their path changed (same columns)
     runs        one row per batch run: when, the command, and its counts
-    meta        key/value: the layout the store was made for; ``scoring_key``, the answer
+    meta        key/value: the layout the store was made for (``layout``: its name;
+                ``layout_parts``: cards per candidate, when more than one); ``scoring_key``, the answer
                 key JSON the store was last scored with (what the review station and the
                 export re-score corrected cards with)
     review_events  the examiners' decisions, append-only (triggers refuse UPDATE and
@@ -28,8 +30,8 @@ Tables (schema version `SCHEMA_VERSION`, kept in ``PRAGMA user_version``)::
 Columns and tables added after schema version 2 (no version bump: an older store gains
 them when opened, `_MIGRATION` / `_ADDED_COLUMNS`): pages.path (the absolute path the
 page was read from), pages.homography (layout mm -> image px, 3x3 JSON),
-pages.box_shifts (float32 bytes of the (N_boxes, 2) local shifts, or NULL), and the
-review_events table.
+pages.box_shifts (float32 bytes of the (N_boxes, 2) local shifts, or NULL), pages.part,
+and the review_events table.
 
 Policies (what a re-run or an odd batch does):
 
@@ -47,8 +49,10 @@ Policies (what a re-run or an odd batch does):
 * **A file that cannot be read now** but was stored before: the stored row is kept;
   a page that failed to open before is retried on every run.
 * **Duplicate code numbers**: every row whose code number is carried by more than
-  one card (rows that are not ``duplicate_page`` copies) gets ``duplicate_code`` and
-  status ``review``; kept up to date on every write, whichever page came first.
+  one card of the same part (rows that are not ``duplicate_page`` copies; on a layout
+  without parts every card is of the one part) gets ``duplicate_code`` and status
+  ``review``; kept up to date on every write, whichever page came first.  The two
+  parts of one candidate carry the same code number and are no duplicates.
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ __all__ = [
     "DUPLICATE_CODE",
     "DUPLICATE_PAGE",
     "MESSAGE_COLUMN",
+    "PART_COLUMN",
     "SCHEMA_VERSION",
     "SCORING_KEY",
     "FillMatrix",
@@ -161,6 +166,7 @@ _ADDED_COLUMNS = (
     ("path", "TEXT"),
     ("homography", "TEXT"),
     ("box_shifts", "BLOB"),
+    ("part", "INTEGER"),
 )
 #: tables, indexes and triggers created at every open when missing (same rule)
 _MIGRATION = """
@@ -197,10 +203,12 @@ _WRITE_COLUMNS = (
 _INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
 _ROW_COLUMNS = (
     "source, page, {status}, code_number, version, responses, correct, max_points, percent, passed, "
-    "{flags}, error_type, message, content_hash, duplicate_of"
+    "{flags}, error_type, message, content_hash, duplicate_of, part"
 )
 #: export column after the spec §6 ones: the human explanation of an error row
 MESSAGE_COLUMN = "message"
+#: export column before ``message`` in a store of cards of several parts: the card's part
+PART_COLUMN = "part"
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +247,7 @@ class StoredRow:
     error_type : exception class on error rows
     content_hash : BLAKE3 of the page's file ("" when it could not be read)
     duplicate_of : first source of the same content, "" for a first reading
+    part : the card's part on a layout of several parts (None otherwise or unread)
     """
 
     row: ResultRow
@@ -246,6 +255,7 @@ class StoredRow:
     error_type: str = ""
     content_hash: str = ""
     duplicate_of: str = ""
+    part: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +350,7 @@ def _outcome_values(outcome: PageOutcome) -> dict[str, object]:
             "homography": json.dumps(np.asarray(reading.homography, dtype=float).tolist()),
             "box_shifts": None if reading.box_shifts_mm is None
             else np.asarray(reading.box_shifts_mm, dtype=np.float32).tobytes(),
+            "part": int(reading.part) if reading.part else None,
         }
     return values
 
@@ -402,7 +413,7 @@ def _faults(method: Callable) -> Callable:
     return wrapper
 
 
-def open_store(path: str | Path, *, layout_name: str | None = None) -> ResultStore:
+def open_store(path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1) -> ResultStore:
     """Open (creating if needed) the store at ``path``; see `ResultStore`.
 
     Raises
@@ -411,7 +422,7 @@ def open_store(path: str | Path, *, layout_name: str | None = None) -> ResultSto
         The file is not a store, has another schema version, or was made for another
         layout than ``layout_name``.
     """
-    return ResultStore(path, layout_name=layout_name)
+    return ResultStore(path, layout_name=layout_name, layout_parts=layout_parts)
 
 
 class ResultStore:
@@ -423,6 +434,8 @@ class ResultStore:
         The ``.sqlite`` file; created with its schema when missing.
     layout_name : str, optional
         The card layout of the batch; recorded on creation, checked afterwards.
+    layout_parts : int
+        Cards per candidate of that layout (`CardLayout.part_count`), recorded with it.
 
     Raises
     ------
@@ -430,7 +443,7 @@ class ResultStore:
         See `open_store`.
     """
 
-    def __init__(self, path: str | Path, *, layout_name: str | None = None) -> None:
+    def __init__(self, path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1) -> None:
         self.path = Path(path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
@@ -438,6 +451,13 @@ class ResultStore:
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
             self._init_schema(layout_name)
+            got = self._db.execute("SELECT value FROM meta WHERE key='layout_parts'").fetchone()
+            if layout_name and layout_parts > 1 and got is None:
+                with self._tx():
+                    self._db.execute("INSERT INTO meta VALUES ('layout_parts', ?)", (str(layout_parts),))
+                got = (str(layout_parts),)
+            #: cards per candidate of the store's layout (1 unless recorded)
+            self.layout_parts = int(got[0]) if got else 1
         except sqlite3.Error as err:
             raise store_fault(self.path, err) from err
         if mode.lower() != "wal":
@@ -493,6 +513,11 @@ class ResultStore:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
             for statement in _split_script(_MIGRATION):
                 self._db.execute(statement)
+
+    @property
+    def layout_name(self) -> str:
+        """The layout the store was made for ("" when none was recorded)."""
+        return self.meta("layout") or ""
 
     def close(self) -> None:
         """Close the connection (committed pages are already on disk)."""
@@ -708,7 +733,7 @@ class ResultStore:
     def _refresh(self, codes: set[str], ids: Sequence[int | None] = ()) -> None:
         """Recompute effective status/flags of the rows carrying ``codes`` and rows ``ids``."""
         db = self._db
-        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
+        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags, part FROM pages "
         rows: list[tuple] = []
         for code in codes:
             rows += db.execute(select + "WHERE code_number=?", (code,)).fetchall()
@@ -716,22 +741,22 @@ class ResultStore:
             rows += db.execute(select + "WHERE id=?", (row_id,)).fetchall()
         self._apply(rows, self._duplicate_codes({r[4] for r in rows if r[4]}))
 
-    def _duplicate_codes(self, codes: set[str] | None) -> set[str]:
-        """Which of ``codes`` (all when None) more than one card carries."""
-        sql = ("SELECT code_number FROM pages WHERE duplicate_of IS NULL AND code_number <> '' {} "
-               "GROUP BY code_number HAVING count(*) > 1")
+    def _duplicate_codes(self, codes: set[str] | None) -> set[tuple[str, int | None]]:
+        """Which (code number, part) pairs of ``codes`` (all when None) more than one card carries."""
+        sql = ("SELECT code_number, part FROM pages WHERE duplicate_of IS NULL AND code_number <> '' {} "
+               "GROUP BY code_number, part HAVING count(*) > 1")
         if codes is None:
-            return {c for (c,) in self._db.execute(sql.format(""))}
-        found: set[str] = set()
+            return {(c, p) for c, p in self._db.execute(sql.format(""))}
+        found: set[tuple[str, int | None]] = set()
         for code in codes:
-            found |= {c for (c,) in self._db.execute(sql.format("AND code_number=?"), (code,))}
+            found |= {(c, p) for c, p in self._db.execute(sql.format("AND code_number=?"), (code,))}
         return found
 
-    def _apply(self, rows: Iterable[tuple], dup_codes: set[str]) -> int:
+    def _apply(self, rows: Iterable[tuple], dup_codes: set[tuple[str, int | None]]) -> int:
         changed = 0
-        for row_id, base_status, base_flags, duplicate_of, code, status, flags in rows:
+        for row_id, base_status, base_flags, duplicate_of, code, status, flags, part in rows:
             new_status, new_flags = effective_status_flags(
-                base_status, _split(base_flags), duplicate_of, bool(code) and code in dup_codes
+                base_status, _split(base_flags), duplicate_of, bool(code) and (code, part) in dup_codes
             )
             joined = _join(new_flags)
             if (new_status, joined) != (status, flags):
@@ -750,14 +775,14 @@ class ResultStore:
         looked at (a carried duplicate code number, a copy, or already differing), found
         by one scan inside SQLite, so memory stays small whatever the store's size.
         """
-        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags FROM pages "
+        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags, part FROM pages "
         with self._tx():
             dup_codes = self._duplicate_codes(None)
             rows = self._db.execute(
                 select + "WHERE status <> base_status OR flags <> base_flags OR duplicate_of IS NOT NULL"
             ).fetchall()
             seen = {r[0] for r in rows}
-            for code in dup_codes:
+            for code in {c for c, _ in dup_codes}:
                 carried = self._db.execute(select + "WHERE code_number=?", (code,))
                 rows += [r for r in carried if r[0] not in seen]
             return self._apply(rows, dup_codes)
@@ -886,9 +911,10 @@ class ResultStore:
         columns = _ROW_COLUMNS.format(status="base_status" if base else "status",
                                       flags="base_flags" if base else "flags")
         cur = self._db.execute(f"SELECT {columns} FROM pages {where} ORDER BY source, page", params)
+        parts = self.layout_parts > 1
         while batch := cur.fetchmany(chunk):
             for r in batch:
-                yield _stored_row(r)
+                yield _stored_row(r, parts)
 
     @_faults
     def counts(self, run_id: int | None = None) -> StatusCounts:
@@ -957,11 +983,15 @@ class ResultStore:
         """Re-score every stored page with ``key`` from its stored responses (no images).
 
         Returns the `scoring.rescore_rows` report (its status counts are before the
-        store-wide checks; `counts` gives them after).
+        store-wide checks; `counts` gives them after).  Pages of cards of several parts
+        keep empty scores (`scoring.candidates.score_part_pages`): their candidates are
+        scored when joined (`omr export --candidates`).
         """
         from scoring import rescore_rows
+        from scoring.candidates import score_part_pages
 
-        report = rescore_rows((s.row for s in self.iter_rows(base=True)), key)
+        score = score_part_pages if self.layout_parts > 1 else None
+        report = rescore_rows((s.row for s in self.iter_rows(base=True)), key, score=score)
         self.update_scores(report.rows)
         return report
 
@@ -977,9 +1007,12 @@ def _split_script(script: str) -> list[str]:
     return statements
 
 
-def _stored_row(r: tuple) -> StoredRow:
+def _stored_row(r: tuple, parts: bool = False) -> StoredRow:
     (source, page, status, code, version, responses, correct, max_points, percent, passed, flags,
-     error_type, message, content_hash, duplicate_of) = r  # fmt: skip
+     error_type, message, content_hash, duplicate_of, part) = r  # fmt: skip
+    extra: tuple[tuple[str, str], ...] = ((MESSAGE_COLUMN, message),)
+    if parts:  # a store of cards of several parts exports each card's part
+        extra = ((PART_COLUMN, "" if part is None else str(part)), *extra)
     row = ResultRow(
         source=source,
         page=page,
@@ -992,10 +1025,10 @@ def _stored_row(r: tuple) -> StoredRow:
         max_points=max_points,
         percent=None if percent is None else Decimal(percent),
         passed=None if passed is None else bool(passed),
-        extra=((MESSAGE_COLUMN, message),),
+        extra=extra,
     )
     return StoredRow(row=row, message=message, error_type=error_type, content_hash=content_hash or "",
-                     duplicate_of=duplicate_of or "")
+                     duplicate_of=duplicate_of or "", part=part)
 
 
 class _Transaction:

@@ -49,6 +49,7 @@ __all__ = [
     "CandidateRow",
     "PageRecord",
     "join_candidates",
+    "page_record",
     "score_part_pages",
     "write_candidates_csv",
 ]
@@ -114,6 +115,25 @@ class CandidateRow:
     percent: Decimal | None = None
     passed: bool | None = None
     pages: tuple[str, ...] = ()
+
+
+#: flag prefix of a page that is a copy of a file already stored (`omr.store.DUPLICATE_PAGE`)
+_COPY_FLAG = "duplicate_page:"
+
+
+def page_record(row: ResultRow) -> PageRecord:
+    """The `PageRecord` of an exported page row: its part from the ``part`` column (absent
+    or empty: None), and whether it is a copy from its ``duplicate_page:<first>`` flag.
+
+    >>> page_record(ResultRow("b.jpg", 1, "review", "123456782", "A", "AB", ("duplicate_page:a.jpg",),
+    ...                       extra=(("part", "2"),))).part
+    2
+    """
+    part = dict(row.extra).get("part", "")
+    copy_of = next((f[len(_COPY_FLAG):] for f in row.flags if f.startswith(_COPY_FLAG)), "")
+    return PageRecord(source=row.source, page=row.page, status=row.status, code_number=row.code_number,
+                      version=row.version, responses=row.responses, part=int(part) if part.isdigit() else None,
+                      flags=row.flags, duplicate_of=copy_of)
 
 
 def join_candidates(pages: Iterable[PageRecord], key: AnswerKey, *, parts: int, questions: int) -> list[CandidateRow]:

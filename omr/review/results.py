@@ -168,7 +168,10 @@ def resolved_rows(store: ResultStore, *, key: AnswerKey | None = None,
             if key is None:
                 raise StoreError(f"{store.path}: examiners corrected cards, but the store records no answer key "
                                  "to re-score them; run 'omr rescore --db STORE --key KEY.json' once")
-            for i, scored in zip(todo, score_rows([rows[i] for i in todo], key), strict=True):
+            score = score_rows
+            if store.layout_parts > 1:  # cards of several parts: the candidate is scored, not the page
+                from scoring.candidates import score_part_pages as score
+            for i, scored in zip(todo, score([rows[i] for i in todo], key), strict=True):
                 rows[i] = scored
         chunk.clear()
         yield from rows

@@ -304,3 +304,53 @@ def test_store_invariants_hold_whatever_the_sequence_of_scans(scans):
             if dup or s.duplicate_of:
                 assert s.row.status != "ok"
         assert store.refresh_flags() == 0
+
+
+# -- cards of several parts: the part column, duplicates per part, old stores ------------
+
+
+def part_outcome(r: PageRef, part: str, code: str = "123456782") -> PageOutcome:
+    o = outcome(r, code=code)
+    return replace(o, reading=replace(o.reading, part=part))
+
+
+def test_the_parts_of_one_candidate_are_no_duplicate_codes_but_a_part_twice_is(tmp_path):
+    with open_store(tmp_path / "p.sqlite", layout_name="cem-100", layout_parts=2) as s:
+        for name, part in (("a.jpg", "1"), ("b.jpg", "2")):
+            o = part_outcome(ref(name, name), part)
+            s.write_outcome(o, o.row)
+        assert {k: (r.status, r.flags) for k, r in rows(s).items()} == {"a.jpg#1": ("ok", ()),
+                                                                       "b.jpg#1": ("ok", ())}
+        o = part_outcome(ref("c.jpg", "c"), "2")
+        s.write_outcome(o, o.row)
+        got = {k: (r.status, r.flags) for k, r in rows(s).items()}
+        assert got == {"a.jpg#1": ("ok", ()), "b.jpg#1": ("review", ("duplicate_code",)),
+                       "c.jpg#1": ("review", ("duplicate_code",))}
+        assert [(st.part, dict(st.row.extra)["part"]) for st in s.iter_rows()] == [(1, "1"), (2, "2"), (2, "2")]
+        assert s.refresh_flags() == 0
+        assert (s.layout_name, s.layout_parts) == ("cem-100", 2)
+    with open_store(tmp_path / "p.sqlite") as s:  # later commands need not name the layout
+        assert (s.layout_name, s.layout_parts) == ("cem-100", 2)
+
+
+def test_a_store_of_one_part_cards_exports_no_part_column(store):
+    put(store, ref("a.jpg"))
+    assert [name for name, _ in next(store.iter_rows()).row.extra] == ["message"]
+
+
+def test_an_older_store_without_the_part_column_is_migrated_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with open_store(path, layout_name="lek-ldek-v1") as s:
+        put(s, ref("a.jpg", "h1"))
+    db = sqlite3.connect(path)
+    for table in ("pages", "superseded"):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN part")
+    db.commit()
+    db.close()
+    with open_store(path, layout_name="lek-ldek-v1") as s:
+        assert list(rows(s)) == ["a.jpg#1"]
+        put(s, ref("a.jpg", "h2"))  # a changed file: the old row moves to superseded, by column name
+        (moved,) = s._db.execute("SELECT source, content_hash, part, superseded_at FROM superseded").fetchall()
+        assert moved[:3] == ("a.jpg", "h1", None) and moved[3].endswith("Z")
+    with open_store(path) as s:  # migrating twice changes nothing
+        assert {r[1] for r in s._db.execute("PRAGMA table_info(pages)")} >= {"part", "stored_at"}
