@@ -39,16 +39,16 @@ def cli() -> None:
 
 
 def _load_layout(ctx: click.Context, param: click.Parameter, value: str | None) -> CardLayout | None:
-    """``--layout``: a shipped layout's name or a layout JSON file, loaded (None when not given)."""
+    """``--layout``: a shipped layout's name or a layout JSON file, loaded (None when not given).
+
+    A name that is neither shipped nor a file, or a broken file, is a `LayoutError`
+    (``main`` prints it and exits 2, a usage error).
+    """
     if value is None:
         return None
-    from omr.errors import LayoutError
     from omr.layout import load_layout
 
-    try:
-        return load_layout(value)
-    except LayoutError as err:
-        raise click.BadParameter(str(err), ctx=ctx, param=param) from err
+    return load_layout(value)
 
 
 _layout_option = click.option(

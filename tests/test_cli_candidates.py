@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from omr.cli import cli
+from omr.errors import LayoutError
 from omr.layout import load_layout
 from omr.synth import write_dataset
 
@@ -107,7 +108,8 @@ def test_layouts_lists_the_shipped_cards():
 
 def test_an_unknown_layout_name_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["render", "--count", "1", "--out", str(tmp_path), "--layout", "cem-99"])
-    assert result.exit_code == 2 and "no such shipped layout" in result.output
+    assert isinstance(result.exception, LayoutError) and LayoutError.exit_code == 2
+    assert "'cem-99': no such shipped layout and no such file; use one of cem-100" in str(result.exception)
 
 
 def test_render_prints_each_part_of_each_code_number(tmp_path):
