@@ -295,6 +295,7 @@ def run_batch(
     on_page: Callable[[PageEvent], None] | None = None,
     command: str = "",
     kept: LastFile | None = None,
+    key_revision: int | None = None,
 ) -> RunSummary:
     """Read, score and store every page of ``refs``; resume what an earlier run left.
 
@@ -325,6 +326,11 @@ def run_batch(
         The `LastFile` given to ``iter_pages(inputs, keep=...)``: in this process each
         page is decoded from the bytes its file was hashed from (not read twice).
         Ignored by a pool or a cluster, whose workers read the files themselves.
+    key_revision : int, optional
+        The store's key revision ``score`` scores with (`ResultStore.apply_key`).  A
+        write group finding another current revision in the store (one added while
+        this run reads) is scored again with it as it is written, so the store never
+        mixes keys (`ResultStore.write_outcomes`).
 
     Returns
     -------
@@ -388,7 +394,8 @@ def run_batch(
         if not unwritten:
             return
         rows = _score(score, [o.row for o in unwritten])
-        statuses = store.write_outcomes(list(zip(unwritten, rows, strict=True)), run_id)
+        statuses = store.write_outcomes(list(zip(unwritten, rows, strict=True)), run_id,
+                                        key_revision=key_revision)
         for outcome, status in zip(unwritten, statuses, strict=True):
             in_flight.difference_update(keys(outcome.ref))
             emit(outcome.ref, "read", status)

@@ -390,19 +390,18 @@ def _write_results(rows_of: object, out: str | None, jsonl_path: str | None) -> 
         write_jsonl(rows_of(), jsonl_path)
 
 
-def _key_json(key_path: str) -> str:
-    """The answer key file's JSON, normalised (the store remembers the key it is scored with)."""
-    import json
-    from pathlib import Path
-
-    return json.dumps(json.loads(Path(key_path).read_text(encoding="utf-8")), sort_keys=True)
-
-
-def _reviewed_rows(store: object, run_id: int | None = None) -> object:
-    """The store's rows with the examiners' decisions applied (`omr.review.results`)."""
+def _reviewed_rows(store: Any, run_id: int | None = None) -> object:
+    """The store's rows with the examiners' decisions applied (`omr.review.results`), then
+    the per-field columns of its key (`scoring.rows.with_details`)."""
     from omr.review.results import resolved_rows
+    from scoring.rows import with_details
 
-    return lambda: resolved_rows(store, run_id=run_id)  # type: ignore[arg-type]
+    def rows() -> object:
+        key = store.one_key()  # refuses a store whose pages carry different key revisions
+        resolved = resolved_rows(store, key=key, run_id=run_id)
+        return resolved if key is None else with_details(resolved, key)
+
+    return rows
 
 
 def _interrupted_scan(store: Any, db_path: str | None, handled: int) -> str:
@@ -441,16 +440,25 @@ def _interrupted_scan(store: Any, db_path: str | None, handled: int) -> str:
 @click.option("--candidates", "candidates_path", type=click.Path(dir_okay=False),
               help="Also write one row per candidate (code number): the cards of several parts joined "
                    "and scored as one test; every candidate with a card in this run.")
+@click.option("--by", default="scan", show_default=True,
+              help="Recorded as who added the key revision, when --key differs from the store's key.")
+@click.option("--reason",
+              help="Recorded as why, when --key differs from the store's key.  [default: 'omr scan "
+                   "--key KEY']")
 @click.pass_context
 def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | None,
          jsonl_path: str | None, db_path: str | None, workers: int | None, scheduler: str | None,
          layout_path: CardLayout | None, thresholds_path: str | None, progress: bool | None,
-         candidates_path: str | None) -> None:
+         candidates_path: str | None, by: str, reason: str | None) -> None:
     """Read and score every page of INPUT... (files, folders, globs): one row per page.
 
     JPEG, PNG, TIFF (multi-page) and PDF (multi-page); one page is one card.  A page
     that cannot be read is an 'error' row saying why; the batch goes on.  Exit code 1
     when any page is an error.
+
+    A store holds one key: when --key differs from the key the store's pages were
+    scored with, it becomes the store's next key revision (--by/--reason recorded) and
+    every stored page is re-scored with it before the scan goes on; this is printed.
     """
     import functools
     import json
@@ -474,7 +482,11 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
     with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
             open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name,
                        layout_parts=layout.part_count) as store:
-        store.record_scoring_key(_key_json(key_path))
+        applied = store.apply_key(key, by=by, reason=reason or f"omr scan --key {key_path}", source=key_path)
+        from omr.cli_keys import applied_lines
+
+        for line in applied_lines(applied, quiet_when_new=True):
+            click.echo(line)
         bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
         counts = {"ok": 0, "review": 0, "error": 0, "skipped": 0}
@@ -499,11 +511,17 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
                 score=functools.partial(score_part_pages if layout.parts is not None else score_rows, key=key),
                 thresholds=thresholds, workers=workers, scheduler=scheduler, on_page=on_page,
                 command="scan " + json.dumps(ctx.params, default=str), kept=kept,
+                key_revision=applied.revision.number,
             )
         except KeyboardInterrupt:
             raise Interrupted(_interrupted_scan(store, db_path, sum(counts.values()))) from None
         finally:
             bar.close()
+        if store.late_revision is not None:
+            late = store.key_revision(store.late_revision)
+            assert late is not None
+            click.echo(f"key revision {late.number} was added while this scan ran (by {late.created_by}: "
+                       f"{late.reason or 'no reason given'}); every page, this scan's too, is scored with it")
         _write_results(_reviewed_rows(store, summary.run_id), out, jsonl_path)
         if candidates_path:
             _write_candidates(store, key, candidates_path, run_id=summary.run_id)
@@ -604,7 +622,7 @@ def _write_candidates(store: ResultStore, key: AnswerKey, path: str, run_id: int
 
 
 def _rescore_store(results: str | None, db_path: str | None, key_path: str, out: str | None,
-                   jsonl_path: str | None, details: bool | None) -> None:
+                   jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None) -> None:
     """``omr rescore --db``: re-score a results store in place, optionally export it."""
     from omr.store import open_store
     from scoring import load_key
@@ -615,14 +633,19 @@ def _rescore_store(results: str | None, db_path: str | None, key_path: str, out:
         raise click.UsageError("give RESULTS or --db, not both")
     if details:
         raise click.UsageError("--details is for RESULTS files; export the store, then rescore the CSV")
+    from omr.cli_keys import _default_by, applied_lines
+
     key = load_key(key_path)
     with open_store(db_path) as store:
-        report = store.rescore(key)
-        store.record_scoring_key(_key_json(key_path))
+        applied = store.apply_key(key, by=by or _default_by(), reason=reason or f"omr rescore --key {key_path}",
+                                  source=key_path, rescore_all=True)
         if out or jsonl_path:
             _write_results(_reviewed_rows(store), out, jsonl_path)
         counts = store.counts()
-    click.echo(report.summary())
+    assert applied.report is not None
+    for line in applied_lines(applied)[:-1]:  # the revision line; the report's own summary follows
+        click.echo(line)
+    click.echo(applied.report.summary())
     written = ", ".join(p for p in (out, jsonl_path) if p)
     click.echo(f"store {db_path} re-scored: ok {counts.ok}, review {counts.review}, error {counts.error}"
                + (f"; written to {written}" if written else ""))
@@ -641,20 +664,25 @@ def _rescore_store(results: str | None, db_path: str | None, key_path: str, out:
 @click.option("--jsonl", "jsonl_path", type=click.Path(dir_okay=False),
               help="Re-scored results as JSON Lines.")
 @click.option("--details/--no-details", default=None,
-              help="Add the certificate line and the points per field of medicine as extra columns.  "
-                   "[default: when RESULTS has them]")
+              help="Add the certificate line and the points, maximum and percentage per field of "
+                   "medicine as extra columns.  [default: when RESULTS has them]")
+@click.option("--by", help="With --db: who decided the key (recorded with its revision).  [default: your "
+                           "user name]")
+@click.option("--reason", help="With --db: why (recorded with the revision).  [default: 'omr rescore "
+                               "--key KEY']")
 def rescore(results: str | None, db_path: str | None, key_path: str, out: str | None,
-            jsonl_path: str | None, details: bool | None) -> None:
+            jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None) -> None:
     """Score RESULTS (a spec §6 CSV, or .jsonl) again with a new key.
 
     Every row is re-scored from its stored responses and version; status and flags
     are kept (only scoring's own flags are decided again), error rows stay unscored.
     Prints how many candidates changed score and pass/fail.  RESULTS may also be the
     --out file: it is read whole before anything is written.  With --db the store is
-    re-scored in place (--out/--jsonl then export it).
+    re-scored in place, in one transaction, and the key becomes its next key revision
+    ('omr key add' does the same; --out/--jsonl then export it).
     """
     if db_path or results is None:
-        _rescore_store(results, db_path, key_path, out, jsonl_path, details)
+        _rescore_store(results, db_path, key_path, out, jsonl_path, details, by, reason)
         return
     import time
 
@@ -687,6 +715,15 @@ def _terminated(signum: int, frame: object) -> None:
 from omr.cli_layouts import layouts  # noqa: E402  (the commands of their own modules)
 
 cli.add_command(layouts)
+
+
+def _register() -> None:
+    from omr.cli_keys import key
+
+    cli.add_command(key)
+
+
+_register()
 
 
 def main() -> None:

@@ -32,6 +32,10 @@ them when opened, `_MIGRATION` / `_ADDED_COLUMNS`): pages.path (the absolute pat
 page was read from), pages.homography (layout mm -> image px, 3x3 JSON),
 pages.box_shifts (float32 bytes of the (N_boxes, 2) local shifts, or NULL), pages.part,
 and the review_events table.
+    key_revisions  numbered answer-key revisions (the whole key as JSON, who, when,
+                why); the highest number is the current key, and ``meta.scoring_key``
+                follows it.  Every page row records the revision it was scored with
+                (``pages.key_revision``, added like the columns above)
 
 Policies (what a re-run or an odd batch does):
 
@@ -48,6 +52,13 @@ Policies (what a re-run or an odd batch does):
   reading of it.
 * **A file that cannot be read now** but was stored before: the stored row is kept;
   a page that failed to open before is retried on every run.
+* **One key per store**: every page is scored with the current key revision.  Adding
+  a revision (`ResultStore.apply_key`: ``omr key add``, ``omr rescore --db``, or an
+  ``omr scan --key`` whose key differs from the current one) re-scores every stored
+  page in the same transaction; a write group scored with an older revision (a scan
+  that started before the revision was added) is re-scored with the current one
+  inside its own write transaction, so the two serialise and never mix.  An export
+  refuses a store whose rows carry different revisions (an older omr wrote to it).
 * **Duplicate code numbers**: every row whose code number is carried by more than
   one card of the same part (rows that are not ``duplicate_page`` copies; on a layout
   without parts every card is of the one part) gets ``duplicate_code`` and status
@@ -71,7 +82,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from omr.errors import StoreError
+from omr.errors import OmrError, StoreError
 from omr.pages import PageRef
 from omr.pipeline import PageOutcome
 from omr.review.events import MachineCard, NewEvent, ReviewEvent
@@ -89,6 +100,8 @@ __all__ = [
     "SCORING_KEY",
     "FillMatrix",
     "PageGeometry",
+    "KeyApplied",
+    "KeyRevision",
     "PagePlan",
     "ResultStore",
     "StatusCounts",
@@ -167,6 +180,7 @@ _ADDED_COLUMNS = (
     ("homography", "TEXT"),
     ("box_shifts", "BLOB"),
     ("part", "INTEGER"),
+    ("key_revision", "INTEGER"),
 )
 #: tables, indexes and triggers created at every open when missing (same rule)
 _MIGRATION = """
@@ -184,6 +198,14 @@ CREATE TABLE IF NOT EXISTS review_events (
     reason TEXT NOT NULL DEFAULT '',
     note TEXT NOT NULL DEFAULT '',
     undoes INTEGER REFERENCES review_events (id)
+);
+CREATE TABLE IF NOT EXISTS key_revisions (
+    id INTEGER PRIMARY KEY,
+    key_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS review_events_page ON review_events (source, page, content_hash);
 CREATE TRIGGER IF NOT EXISTS review_events_no_update BEFORE UPDATE ON review_events
@@ -256,6 +278,44 @@ class StoredRow:
     content_hash: str = ""
     duplicate_of: str = ""
     part: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRevision:
+    """One stored answer-key revision.
+
+    number : 1, 2, ... in the order they were added; the highest is the current key
+    key : the whole key, as validated (`scoring.key_to_dict` form)
+    created_at : UTC time ``2026-12-03T07:30:00Z``
+    created_by, reason : who added it and why (``omr key add --by --reason``)
+    source : the key file it came from
+    """
+
+    number: int
+    key: AnswerKey
+    created_at: str
+    created_by: str
+    reason: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyApplied:
+    """What `ResultStore.apply_key` did.
+
+    revision : the store's current revision afterwards
+    previous : the one before (None on a store that had none)
+    added : a new revision was stored (False: the key was the current one already)
+    same_as : an older revision with the same key (a revision reverted to), else None
+    report : the re-scoring of the pages that were scored with another revision
+        (all of them when ``added``); None when none needed it
+    """
+
+    revision: KeyRevision
+    previous: KeyRevision | None
+    added: bool
+    same_as: int | None
+    report: RescoreReport | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +505,10 @@ class ResultStore:
 
     def __init__(self, path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1) -> None:
         self.path = Path(path)
+        self._key_cache: dict[int, AnswerKey] = {}
+        #: set when a write group had been scored with another revision than the current
+        #: one (a revision added while this process was scanning): the current revision
+        self.late_revision: int | None = None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
             self._db.execute("PRAGMA busy_timeout = 30000")
@@ -506,7 +570,8 @@ class ResultStore:
             if name not in have
         ]
         names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if not missing and {"review_events", "review_events_no_update", "review_events_no_delete"} <= names:
+        if not missing and {"review_events", "review_events_no_update", "review_events_no_delete",
+                            "key_revisions"} <= names:
             return
         with self._tx():
             for table, name, decl in missing:
@@ -590,7 +655,9 @@ class ResultStore:
             )
 
     # -- writing ----------------------------------------------------------------------
-    def write_outcome(self, outcome: PageOutcome, row: ResultRow, run_id: int | None = None) -> str:
+    def write_outcome(
+        self, outcome: PageOutcome, row: ResultRow, run_id: int | None = None, *, key_revision: int | None = None
+    ) -> str:
         """Store one page atomically; return its effective status.
 
         Parameters
@@ -606,20 +673,35 @@ class ResultStore:
         -----
         Idempotent: a page already stored with the same content is left alone.
         """
-        return self.write_outcomes([(outcome, row)], run_id)[0]
+        return self.write_outcomes([(outcome, row)], run_id, key_revision=key_revision)[0]
 
     @_faults
     def write_outcomes(
-        self, scored: Sequence[tuple[PageOutcome, ResultRow]], run_id: int | None = None
+        self,
+        scored: Sequence[tuple[PageOutcome, ResultRow]],
+        run_id: int | None = None,
+        *,
+        key_revision: int | None = None,
     ) -> list[str]:
         """Store several pages in one transaction (each whole or, on a failure, none).
 
         ``scored`` holds pairs as `write_outcome` takes them; returns their effective
         statuses in order.  One commit for a few pages instead of one each: a batch
-        writes a page in ~0.3 ms, of which the commit is a third.
+        writes a page in ~0.3 ms, of which the commit is a third.  ``key_revision`` is
+        the revision the rows were scored with; when the store's current revision is
+        another (or the rows name none), they are scored again with the current one
+        inside the write transaction and `late_revision` is set.
         """
         with self._tx():
-            return [self._write(o.ref, row, None, _outcome_values(o), run_id) for o, row in scored]
+            current = self._current_number()
+            rows = [row for _, row in scored]
+            if current is not None and key_revision != current:
+                # scored with another key than the store's now (a revision was added while
+                # this scan ran): score them again here, under the same write lock
+                rows = self._scorer()(rows, self._revision_key(current))
+                self.late_revision = current
+            return [self._write(o.ref, row, None, _outcome_values(o) | {"key_revision": current}, run_id)
+                    for (o, _), row in zip(scored, rows, strict=True)]
 
     @_faults
     def write_alias(self, ref: PageRef, original: str, run_id: int | None = None) -> str:
@@ -775,17 +857,21 @@ class ResultStore:
         looked at (a carried duplicate code number, a copy, or already differing), found
         by one scan inside SQLite, so memory stays small whatever the store's size.
         """
-        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags, part FROM pages "
         with self._tx():
-            dup_codes = self._duplicate_codes(None)
-            rows = self._db.execute(
-                select + "WHERE status <> base_status OR flags <> base_flags OR duplicate_of IS NOT NULL"
-            ).fetchall()
-            seen = {r[0] for r in rows}
-            for code in {c for c, _ in dup_codes}:
-                carried = self._db.execute(select + "WHERE code_number=?", (code,))
-                rows += [r for r in carried if r[0] not in seen]
-            return self._apply(rows, dup_codes)
+            return self._refresh_all()
+
+    def _refresh_all(self) -> int:
+        """`refresh_flags` inside the caller's transaction."""
+        select = "SELECT id, base_status, base_flags, duplicate_of, code_number, status, flags, part FROM pages "
+        dup_codes = self._duplicate_codes(None)
+        rows = self._db.execute(
+            select + "WHERE status <> base_status OR flags <> base_flags OR duplicate_of IS NOT NULL"
+        ).fetchall()
+        seen = {r[0] for r in rows}
+        for code in {c for c, _ in dup_codes}:
+            carried = self._db.execute(select + "WHERE code_number=?", (code,))
+            rows += [r for r in carried if r[0] not in seen]
+        return self._apply(rows, dup_codes)
 
     # -- meta: the scoring key, review settings ------------------------------------------
     @_faults
@@ -812,9 +898,13 @@ class ResultStore:
 
     @_faults
     def scoring_key(self) -> AnswerKey | None:
-        """The answer key of `record_scoring_key`, parsed (None when none was recorded)."""
+        """The store's current key: its current key revision (`apply_key`), else the key
+        of `record_scoring_key` (a store from before key revisions); None when neither."""
         from scoring import AnswerKey
 
+        number = self._current_number()
+        if number is not None:
+            return self._revision_key(number)
         text = self.meta(SCORING_KEY)
         if text is None:
             return None
@@ -908,6 +998,9 @@ class ResultStore:
         re-scoring starts from.
         """
         where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
+        yield from self._select_rows(where, params, base=base, chunk=chunk)
+
+    def _select_rows(self, where: str, params: tuple, *, base: bool, chunk: int = 2000) -> Iterator[StoredRow]:
         columns = _ROW_COLUMNS.format(status="base_status" if base else "status",
                                       flags="base_flags" if base else "flags")
         cur = self._db.execute(f"SELECT {columns} FROM pages {where} ORDER BY source, page", params)
@@ -949,51 +1042,192 @@ class ResultStore:
 
         ``rows`` are rows of ``iter_rows(base=True)`` after scoring: their scores,
         status and flags become the stored ones as read and scored, then the store-wide
-        checks are applied again (`refresh_flags`).  Commits every ``chunk`` rows, so a
-        re-scoring stopped half-way is finished by running it again.
+        checks are applied again (`refresh_flags`).  Commits every ``chunk`` rows.  The
+        rows keep the key revision they had: re-scoring with a key goes through
+        `apply_key`, which does it all in one transaction.
         """
         updated = 0
-        pending: list[tuple] = []
-
-        def flush() -> None:
-            nonlocal updated
-            with self._tx():
-                for params in pending:
-                    updated += self._db.execute(
-                        "UPDATE pages SET base_status=?, base_flags=?, correct=?, max_points=?, percent=?, "
-                        "passed=? WHERE source=? AND page=?",
-                        params,
-                    ).rowcount
-            pending.clear()
-
+        pending: list[ResultRow] = []
         for r in rows:
-            base_flags = [f for f in r.flags if not _is_store_flag(f)]
-            pending.append((r.status, _join(base_flags), r.correct, r.max_points,
-                            None if r.percent is None else str(r.percent),
-                            None if r.passed is None else int(r.passed), r.source, r.page))
+            pending.append(r)
             if len(pending) >= chunk:
-                flush()
+                with self._tx():
+                    updated += self._update_rows(pending, None)
+                pending.clear()
         if pending:
-            flush()
+            with self._tx():
+                updated += self._update_rows(pending, None)
         self.refresh_flags()
         return updated
 
+    def _update_rows(self, rows: Iterable[ResultRow], key_revision: int | None) -> int:
+        """Write re-scored rows inside the caller's transaction (``key_revision`` None keeps it)."""
+        params = []
+        for r in rows:
+            base_flags = [f for f in r.flags if not _is_store_flag(f)]
+            params.append((r.status, _join(base_flags), r.correct, r.max_points,
+                           None if r.percent is None else str(r.percent),
+                           None if r.passed is None else int(r.passed), key_revision, r.source, r.page))
+        cur = self._db.executemany(
+            "UPDATE pages SET base_status=?, base_flags=?, correct=?, max_points=?, percent=?, passed=?, "
+            "key_revision=COALESCE(?, key_revision) WHERE source=? AND page=?",
+            params,
+        )
+        return cur.rowcount
+
     @_faults
-    def rescore(self, key: AnswerKey) -> RescoreReport:
+    def rescore(self, key: AnswerKey, *, by: str = "rescore", reason: str = "", source: str = "") -> RescoreReport:
         """Re-score every stored page with ``key`` from its stored responses (no images).
 
-        Returns the `scoring.rescore_rows` report (its status counts are before the
-        store-wide checks; `counts` gives them after).  Pages of cards of several parts
-        keep empty scores (`scoring.candidates.score_part_pages`): their candidates are
-        scored when joined (`omr export --candidates`).
+        `apply_key` with ``rescore_all=True``: ``key`` becomes the current revision
+        (a new one unless it is the current key already).  Returns the
+        `scoring.rescore_rows` report (its status counts are before the store-wide
+        checks; `counts` gives them after).  Pages of cards of several parts keep empty
+        scores (`scoring.candidates.score_part_pages`): their candidates are scored when
+        joined (`omr export --candidates`).
         """
-        from scoring import rescore_rows
+        report = self.apply_key(key, by=by, reason=reason, source=source, rescore_all=True).report
+        assert report is not None
+        return report
+
+    # -- key revisions ----------------------------------------------------------------
+    def _scorer(self) -> Callable[[Sequence[ResultRow], AnswerKey], list[ResultRow]]:
+        """How this store's pages are scored: `scoring.score_rows`, or for cards of several
+        parts `scoring.candidates.score_part_pages` (pages keep empty scores)."""
+        from scoring import score_rows
         from scoring.candidates import score_part_pages
 
-        score = score_part_pages if self.layout_parts > 1 else None
-        report = rescore_rows((s.row for s in self.iter_rows(base=True)), key, score=score)
-        self.update_scores(report.rows)
-        return report
+        return score_part_pages if self.layout_parts > 1 else score_rows
+    def _current_number(self) -> int | None:
+        return self._db.execute("SELECT max(id) FROM key_revisions").fetchone()[0]
+
+    def _revision_key(self, number: int) -> AnswerKey:
+        """The key of revision ``number`` (parsed once per store object)."""
+        if number not in self._key_cache:
+            revision = self.key_revision(number)
+            if revision is None:
+                raise StoreError(f"{self.path}: key revision {number} is not stored")
+            self._key_cache[number] = revision.key
+        return self._key_cache[number]
+
+    def _revision_of(self, row: tuple) -> KeyRevision:
+        from scoring import AnswerKey
+
+        number, key_json, created_at, created_by, reason, source = row
+        try:
+            key = AnswerKey.from_dict(json.loads(key_json), source=f"{self.path} key revision {number}")
+        except (ValueError, OmrError) as err:
+            raise StoreError(f"{self.path}: key revision {number} is unreadable ({err}); the store is "
+                             "damaged: restore it from a backup") from err
+        return KeyRevision(number=number, key=key, created_at=created_at, created_by=created_by,
+                           reason=reason, source=source)
+
+    @_faults
+    def key_revision(self, number: int) -> KeyRevision | None:
+        """Revision ``number``, or None when the store has no such revision."""
+        got = self._db.execute("SELECT id, key_json, created_at, created_by, reason, source "
+                               "FROM key_revisions WHERE id=?", (number,)).fetchone()
+        return None if got is None else self._revision_of(got)
+
+    @_faults
+    def key_revisions(self) -> list[KeyRevision]:
+        """Every revision, oldest first (the last is the current key)."""
+        return [self._revision_of(r) for r in self._db.execute(
+            "SELECT id, key_json, created_at, created_by, reason, source FROM key_revisions ORDER BY id")]
+
+    @_faults
+    def current_revision(self) -> KeyRevision | None:
+        """The key the store's pages are scored with (None before any key was applied)."""
+        number = self._current_number()
+        return None if number is None else self.key_revision(number)
+
+    @_faults
+    def pages_per_revision(self) -> dict[int | None, int]:
+        """How many page rows carry each key revision (None: scored before revisions existed)."""
+        return dict(self._db.execute("SELECT key_revision, count(*) FROM pages GROUP BY key_revision"))
+
+    @_faults
+    def apply_key(
+        self,
+        key: AnswerKey,
+        *,
+        by: str,
+        reason: str,
+        source: str = "",
+        rescore_all: bool = False,
+    ) -> KeyApplied:
+        """Make ``key`` the store's current key and score every page with it, atomically.
+
+        A key equal to the current revision's (`scoring.key_to_dict`) adds nothing;
+        another key is stored as the next revision (``by``, ``reason``, ``source`` and
+        the time recorded), even when it equals an older one (``same_as`` says which).
+        Every page not scored with the resulting revision (all of them after a new
+        one; every page with ``rescore_all``) is re-scored from its stored responses,
+        in the same transaction as the revision: another process sees the old key on
+        every page or the new one on every page, never a mix.
+
+        Raises
+        ------
+        StoreError
+            The store cannot be written (busy for longer than its timeout, read-only).
+        """
+        from scoring import key_to_dict, rescore_rows
+
+        text = json.dumps(key_to_dict(key), sort_keys=True, ensure_ascii=False)
+        with self._tx():
+            number = self._current_number()
+            previous = None if number is None else self.key_revision(number)
+            stored_text = None if number is None else self._db.execute(
+                "SELECT key_json FROM key_revisions WHERE id=?", (number,)).fetchone()[0]
+            same_as = None
+            if stored_text == text:
+                revision, added = previous, False
+            else:
+                older = self._db.execute("SELECT min(id) FROM key_revisions WHERE key_json=?", (text,)).fetchone()
+                same_as = older[0]
+                cur = self._db.execute(
+                    "INSERT INTO key_revisions (key_json, created_at, created_by, reason, source) "
+                    "VALUES (?, ?, ?, ?, ?)", (text, _now(), by, reason, source))
+                revision, added = self.key_revision(int(cur.lastrowid or 0)), True
+            assert revision is not None
+            self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+                             (SCORING_KEY, text))
+            where, params = (("", ()) if rescore_all or added
+                             else ("WHERE key_revision IS NOT ?", (revision.number,)))
+            stale = [r.row for r in self._select_rows(where, params, base=True)]
+            report = None
+            if stale or rescore_all:
+                report = rescore_rows(stale, revision.key, score=self._scorer())
+                self._update_rows(report.rows, revision.number)
+                self._refresh_all()
+        self._key_cache[revision.number] = revision.key
+        return KeyApplied(revision=revision, previous=previous, added=added, same_as=same_as, report=report)
+
+    @_faults
+    def one_key(self) -> AnswerKey | None:
+        """The current key revision's key, after checking every page is scored with it.
+
+        None for a store without key revisions (written by an older omr and never
+        scored since): its pages are exported as they are.
+
+        Raises
+        ------
+        StoreError
+            Pages carry another key revision than the current one (an older omr wrote
+            to the store after a revision was added): one export would mix keys.
+        """
+        number = self._current_number()
+        if number is None:
+            return None
+        stale = self._db.execute("SELECT count(*), min(source) FROM pages WHERE key_revision IS NOT ?",
+                                 (number,)).fetchone()
+        if stale[0]:
+            raise StoreError(
+                f"{self.path}: {stale[0]} pages (e.g. {stale[1]}) were scored with another key than the "
+                f"current revision {number}; one export would mix keys.  Re-score them: omr key add --db "
+                f"{self.path} KEY.json (the key of revision {number}) --by NAME --reason TEXT"
+            )
+        return self._revision_key(number)
 
 
 def _split_script(script: str) -> list[str]:

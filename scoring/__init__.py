@@ -3,6 +3,7 @@
 The public surface (spec §4–6)::
 
     load_key(path) -> AnswerKey                       validated key (scoring.key)
+    key_to_dict(key) -> dict                          its canonical JSON form (store revisions)
     score_responses(responses, versions, key)         -> CohortScores (scoring.core)
     score_rows(rows, key) -> list[ResultRow]          results rows, scored (scoring.rows)
     rescore_rows(old_rows, key) -> RescoreReport      re-scoring with a corrected key
@@ -25,7 +26,7 @@ from scoring.core import (
     version_indices,
 )
 from scoring.export import read_csv, read_jsonl, read_results, write_csv, write_jsonl
-from scoring.key import AcceptedAnswers, AnswerKey, Domain, VersionKey, load_key
+from scoring.key import AcceptedAnswers, AnswerKey, Domain, VersionKey, key_to_dict, load_key
 from scoring.results import RESULT_COLUMNS, STATUSES, ResultRow
 from scoring.rows import SCORING_FLAGS, RescoreReport, rescore_rows, score_rows
 
@@ -44,6 +45,7 @@ __all__ = [
     "decode_responses",
     "encode_responses",
     "format_percent",
+    "key_to_dict",
     "load_key",
     "passed_mask",
     "percent_decimal",

@@ -473,11 +473,14 @@ def _points_word(n: int) -> str:
 def certificate_line(correct: int, max_points: int) -> str:
     """A candidate's result as the certificate words it.
 
+    The regulation's wording (§16: the certificate states the result "z wynikiem"
+    the percentage to two decimals, with the points and the points possible).
+
     >>> certificate_line(111, 198)
-    'wynik 56.06% (111 punktów / 198 możliwych)'
+    'z wynikiem 56.06% (111 punktów / 198 możliwych)'
     >>> certificate_line(122, 200)
-    'wynik 61.00% (122 punkty / 200 możliwych)'
+    'z wynikiem 61.00% (122 punkty / 200 możliwych)'
     """
     percent = format_percent(int(percent_hundredths(correct, max_points)))
     possible = "możliwego" if max_points == 1 else "możliwych"
-    return f"wynik {percent}% ({correct} {_points_word(correct)} / {max_points} {possible})"
+    return f"z wynikiem {percent}% ({correct} {_points_word(correct)} / {max_points} {possible})"

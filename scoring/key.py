@@ -34,6 +34,7 @@ __all__ = [
     "Domain",
     "REGULATION_DOMAINS",
     "VersionKey",
+    "key_to_dict",
     "load_key",
 ]
 
@@ -244,6 +245,43 @@ def load_key(path: str | Path, *, options: str | None = None) -> AnswerKey:
             f"answer key {path} is not valid JSON: line {err.lineno} column {err.colno}: {err.msg}"
         ) from err
     return AnswerKey.from_dict(data, source=str(path), options=options)
+
+
+def key_to_dict(key: AnswerKey) -> dict[str, Any]:
+    """The spec §4 JSON form of ``key``, every field explicit (``AnswerKey.from_dict`` inverts it).
+
+    Two keys that score every card alike have equal dicts, whatever their files'
+    formatting, field order or source: this is what the results store keeps as a key
+    revision and compares.
+
+    Examples
+    --------
+    >>> key = AnswerKey.from_dict({"questions": 2, "versions": {"A": {"key": "AB"}}, "pass_percent": 50})
+    >>> d = key_to_dict(key)
+    >>> d["versions"], d["annulled"], "domains" in d
+    ({'A': {'key': 'AB'}}, [], False)
+    >>> AnswerKey.from_dict(d) == key
+    True
+    """
+    identity = tuple(range(1, key.questions + 1))
+    versions: dict[str, dict[str, Any]] = {}
+    for v in key.versions:
+        versions[v.name] = {"key": v.answers} if v.order == identity else {"key": v.answers,
+                                                                          "order": list(v.order)}
+    out: dict[str, Any] = {
+        "exam": key.exam,
+        "session": key.session,
+        "questions": key.questions,
+        "options": key.options,
+        "versions": versions,
+        "annulled": list(key.annulled),
+        "accepted": {str(a.question): a.letters for a in key.accepted},
+        "annulled_policy": key.annulled_policy,
+        "pass_percent": key.pass_percent,
+    }
+    if key.domains:  # an empty list would read as fields adding up to 0 questions
+        out["domains"] = [{"name": d.name, "questions": list(d.questions)} for d in key.domains]
+    return out
 
 
 # -- validation ------------------------------------------------------------------------

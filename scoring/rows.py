@@ -20,23 +20,37 @@ informational: ``omr.reader.INFO_FLAGS``) goes back to ``ok``.  All other flags 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 import numpy as np
 
-from scoring.core import certificate_line, encode_responses, percent_decimal, score_codes
+from omr.errors import ScoringError
+from scoring.core import (
+    CohortScores,
+    certificate_line,
+    encode_responses,
+    format_percent,
+    percent_decimal,
+    score_codes,
+    version_indices,
+)
 from scoring.key import AnswerKey
 from scoring.results import ResultRow
 
 __all__ = [
     "CERTIFICATE_COLUMN",
     "DOMAIN_COLUMN_PREFIX",
+    "DOMAIN_MAX_COLUMN_PREFIX",
+    "DOMAIN_PERCENT_COLUMN_PREFIX",
     "RescoreReport",
     "SCORING_FLAGS",
+    "add_details",
+    "detail_columns",
     "rescore_rows",
     "score_rows",
+    "with_details",
 ]
 
 #: flags `score_rows` sets (a ``:positions`` suffix may follow responses_invalid)
@@ -45,6 +59,11 @@ SCORING_FLAGS = ("version_unknown", "version_not_in_key", "responses_length", "r
 CERTIFICATE_COLUMN = "certificate"
 #: extra columns ``correct:<field of medicine>`` with points per field (``details=True``)
 DOMAIN_COLUMN_PREFIX = "correct:"
+#: ... ``max_points:<field>``, the points possible in that field under the key
+DOMAIN_MAX_COLUMN_PREFIX = "max_points:"
+#: ... ``percent:<field>``, the field's points as a percentage of its maximum (two decimals)
+DOMAIN_PERCENT_COLUMN_PREFIX = "percent:"
+_DOMAIN_PREFIXES = (DOMAIN_COLUMN_PREFIX, DOMAIN_MAX_COLUMN_PREFIX, DOMAIN_PERCENT_COLUMN_PREFIX)
 
 
 def _is_scoring_flag(flag: str) -> bool:
@@ -59,7 +78,73 @@ def _only_info_flags(flags: Sequence[str]) -> bool:
 
 
 def _is_detail_column(name: str) -> bool:
-    return name == CERTIFICATE_COLUMN or name.startswith(DOMAIN_COLUMN_PREFIX)
+    return name == CERTIFICATE_COLUMN or name.startswith(_DOMAIN_PREFIXES)
+
+
+def detail_columns(key: AnswerKey) -> tuple[str, ...]:
+    """The detail columns for ``key``: ``certificate``, then per field of medicine (key
+    order) ``correct:<field>``, ``max_points:<field>``, ``percent:<field>``.
+
+    >>> key = AnswerKey.from_dict({"versions": {"A": {"key": "AB"}}, "pass_percent": 50,
+    ...                            "domains": {"x": 1, "y": 1}})
+    >>> detail_columns(key)
+    ('certificate', 'correct:x', 'max_points:x', 'percent:x', 'correct:y', 'max_points:y', 'percent:y')
+    """
+    return (CERTIFICATE_COLUMN,
+            *(f"{prefix}{d.name}" for d in key.domains for prefix in _DOMAIN_PREFIXES))
+
+
+def _detail_cells(scores: CohortScores) -> list[tuple[str, ...]]:
+    """Per scored card the `detail_columns` cells (certificate, then points/max/percent per field)."""
+    maxima = [str(m) for m in scores.domain_max.tolist()]
+    most = scores.domain_max.astype(np.int64)
+    # percent_hundredths per column (each field its own maximum; 0 where a field has none)
+    hundredths = np.where(most > 0, (20000 * scores.domain_correct.astype(np.int64) + most)
+                          // (2 * np.maximum(most, 1)), 0)
+    out = []
+    for points, counts, shares in zip(scores.correct.tolist(), scores.domain_correct.tolist(),
+                                      hundredths.tolist(), strict=True):
+        cells = [certificate_line(points, scores.max_points)]
+        for c, m, h in zip(counts, maxima, shares, strict=True):
+            cells += [str(c), m, format_percent(h)]
+        out.append(tuple(cells))
+    return out
+
+
+def add_details(rows: Sequence[ResultRow], key: AnswerKey) -> list[ResultRow]:
+    """``rows`` with the `detail_columns` of ``key`` appended to their extra columns.
+
+    Rows that carry a score get their cells from their responses and version scored
+    with ``key`` (the key they were scored with: stale detail columns are replaced);
+    the others get empty cells.
+
+    Raises
+    ------
+    ScoringError
+        A row's stored points differ from what ``key`` gives its responses: the row was
+        scored with another key, and its details would not add up.
+    AnswerKeyError
+        A scored row's version is not in ``key`` (same cause).
+    """
+    names = detail_columns(key)
+    scored = [i for i, r in enumerate(rows) if r.correct is not None]
+    codes = encode_responses([rows[i].responses for i in scored], key.options, key.questions)
+    scores = score_codes(codes, version_indices([rows[i].version for i in scored], key), key)
+    stored = np.array([rows[i].correct for i in scored], dtype=np.int64)
+    wrong = np.flatnonzero(stored != scores.correct)
+    if wrong.size:
+        r = rows[scored[int(wrong[0])]]
+        raise ScoringError(
+            f"{r.source} page {r.page}: stored {r.correct} points, but key {key.source} gives "
+            f"{int(scores.correct[wrong[0]])} ({wrong.size} rows differ): the rows were scored with another "
+            "key; re-score them with this one first"
+        )
+    cells: list[tuple[str, ...]] = [("",) * len(names)] * len(rows)
+    for i, c in zip(scored, _detail_cells(scores), strict=True):
+        cells[i] = c
+    return [replace(r, extra=(*(item for item in r.extra if not _is_detail_column(item[0])),
+                              *zip(names, c, strict=True)))
+            for r, c in zip(rows, cells, strict=True)]
 
 
 def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = False) -> list[ResultRow]:
@@ -136,11 +221,9 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
             decimals[h] = percent_decimal(h)
         percent[i] = decimals[h]
     if details:
-        names = [CERTIFICATE_COLUMN, *(f"{DOMAIN_COLUMN_PREFIX}{name}" for name in scores.domain_names)]
+        names = detail_columns(key)
         blank = tuple((name, "") for name in names)
-        for i, points, counts in zip(scorable, scores.correct.tolist(), scores.domain_correct.tolist(),
-                                     strict=True):
-            cells = [certificate_line(points, scores.max_points), *(str(c) for c in counts)]
+        for i, cells in zip(scorable, _detail_cells(scores), strict=True):
             extras[i] = (*extras[i], *zip(names, cells, strict=True))
         scored = set(scorable)
         for i in range(n_rows):
@@ -153,6 +236,18 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
                   passed=passed[i], extra=extras[i])
         for i, row in enumerate(rows)
     ]
+
+
+def with_details(rows: Iterable[ResultRow], key: AnswerKey, *, chunk: int = 2000) -> Iterator[ResultRow]:
+    """`add_details` over a stream of rows, ``chunk`` rows at a time."""
+    block: list[ResultRow] = []
+    for row in rows:
+        block.append(row)
+        if len(block) >= chunk:
+            yield from add_details(block, key)
+            block.clear()
+    if block:
+        yield from add_details(block, key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,20 @@ def test_scan_writes_one_row_per_page_and_exits_1_on_error_pages(scans, key_path
     assert len(rows) == 6
     assert list(read_csv(out)[0])[:11] == ["source", "page", "status", "code_number", "version", "responses",
                                            "correct", "max_points", "percent", "passed", "flags"]
-    assert list(read_csv(out)[0])[11:] == ["message", "verified_by", "value_source"]
+    from scoring import load_key
+    from scoring.rows import detail_columns
+
+    assert list(read_csv(out)[0])[11:] == ["message", "verified_by", "value_source",
+                                            *detail_columns(load_key(key_path))]
+    assert list(read_csv(out)[0])[14:18] == ["certificate", "correct:choroby wewnętrzne",
+                                             "max_points:choroby wewnętrzne", "percent:choroby wewnętrzne"]
     card = rows["card-000.jpg"]
+    fields = [name.split(":", 1)[1] for name in card if name.startswith("correct:")]
+    assert len(fields) == 10 and sum(int(card[f"correct:{f}"]) for f in fields) == int(card["correct"])
+    assert sum(int(card[f"max_points:{f}"]) for f in fields) == 200
+    assert card["certificate"] == (f"z wynikiem {card['percent']}% ({card['correct']} "
+                                   f"{card['certificate'].split()[4]} / 200 możliwych)")
+    assert rows["empty.jpg"]["certificate"] == "" and rows["empty.jpg"]["correct:pediatria"] == ""
     assert card["status"] == "ok" and card["page"] == "1" and len(card["responses"]) == 200
     assert card["max_points"] == "200" and card["passed"] in ("true", "false")
     assert rows["empty.jpg"]["status"] == "error" and rows["empty.jpg"]["flags"] == "image_unreadable"

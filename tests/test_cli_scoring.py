@@ -122,11 +122,12 @@ def test_rescore_details_add_the_certificate_and_fields(
     assert result.exit_code == 0, result.output
     assert "0 changed score, 0 changed pass/fail" in result.output
     rows = _read(out)
-    assert list(rows[0])[11:13] == ["certificate", "correct:choroby wewnętrzne"]
+    assert list(rows[0])[11:15] == ["certificate", "correct:choroby wewnętrzne", "max_points:choroby wewnętrzne",
+                                    "percent:choroby wewnętrzne"]
     ok = next(r for r in rows if r["status"] == "ok")
-    assert ok["certificate"] == (f"wynik {ok['percent']}% ({ok['correct']} "
-                                 f"{ok['certificate'].split()[3]} / 199 możliwych)")
-    assert sum(int(ok[c]) for c in list(rows[0])[12:]) == int(ok["correct"])
+    assert ok["certificate"] == (f"z wynikiem {ok['percent']}% ({ok['correct']} "
+                                 f"{ok['certificate'].split()[4]} / 199 możliwych)")
+    assert sum(int(ok[c]) for c in list(rows[0])[12:] if c.startswith("correct:")) == int(ok["correct"])
     again = tmp_path / "again.csv"  # details stay (and are recomputed) by default
     assert rescore(out, "--key", key_path, "--out", again).exit_code == 0
     assert _read(again) == rows

@@ -45,3 +45,14 @@ def test_no_silent_error_on_the_samples(scanned):
             assert row["version"] == (t["version"] or "")
         for flag in t["expected_flags"]:
             assert flag in row["flags"].split(";"), (row["source"], flag)
+
+
+def test_expected_results_has_the_columns_a_scan_writes(scanned):
+    with (SAMPLES / "expected-results.csv").open(newline="", encoding="utf-8") as fh:
+        expected = list(csv.DictReader(fh))
+    assert list(expected[0]) == list(scanned[0])
+    assert len(expected) == len(scanned)
+    for row in expected:  # the per-field columns add up to the card's points
+        if row["correct"]:
+            fields = [c for c in row if c.startswith("correct:")]
+            assert len(fields) == 10 and sum(int(row[c]) for c in fields) == int(row["correct"])

@@ -160,11 +160,11 @@ def test_credit_policy_gives_everyone_the_annulled_points() -> None:
 
 
 def test_certificate_line() -> None:
-    assert certificate_line(111, 198) == "wynik 56.06% (111 punktów / 198 możliwych)"
-    assert certificate_line(1, 200) == "wynik 0.50% (1 punkt / 200 możliwych)"
-    assert certificate_line(122, 200) == "wynik 61.00% (122 punkty / 200 możliwych)"
-    assert certificate_line(112, 200) == "wynik 56.00% (112 punktów / 200 możliwych)"
-    assert certificate_line(0, 199) == "wynik 0.00% (0 punktów / 199 możliwych)"
+    assert certificate_line(111, 198) == "z wynikiem 56.06% (111 punktów / 198 możliwych)"
+    assert certificate_line(1, 200) == "z wynikiem 0.50% (1 punkt / 200 możliwych)"
+    assert certificate_line(122, 200) == "z wynikiem 61.00% (122 punkty / 200 możliwych)"
+    assert certificate_line(112, 200) == "z wynikiem 56.00% (112 punktów / 200 możliwych)"
+    assert certificate_line(0, 199) == "z wynikiem 0.00% (0 punktów / 199 możliwych)"
 
 
 def test_format_percent_refuses_negative() -> None:

@@ -87,9 +87,13 @@ def test_details_columns(key2: AnswerKey) -> None:
     lek = AnswerKey.from_dict({"exam": "LEK", "versions": {"A": {"key": "A" * 200}}, "annulled": [1, 2]})
     got = score_rows([row("A" * 111 + "-" * 89), row(status="error")], lek, details=True)
     extra = dict(got[0].extra)
-    assert extra["certificate"] == "wynik 55.05% (109 punktów / 198 możliwych)"
+    assert extra["certificate"] == "z wynikiem 55.05% (109 punktów / 198 możliwych)"
     assert extra["correct:choroby wewnętrzne"] == "37" and extra["correct:pediatria"] == "29"
-    assert list(dict(got[1].extra).values()) == [""] * 11
+    assert (extra["max_points:choroby wewnętrzne"], extra["percent:choroby wewnętrzne"]) == ("37", "100.00")
+    assert extra["correct:położnictwo i ginekologia"] == "16"  # questions 96..111 of 96..121
+    assert extra["percent:położnictwo i ginekologia"] == "61.54"  # 16 / 26, half up
+    assert (extra["correct:psychiatria"], extra["percent:psychiatria"]) == ("0", "0.00")
+    assert list(dict(got[1].extra).values()) == [""] * 31
     assert score_rows(got, lek)[0].extra == ()  # stale details are dropped
 
 
