@@ -1,6 +1,15 @@
 """Reading accuracy on generated damaged cards: silent errors, '?' rate, barcodes, registration.
 
     .venv/bin/python bench/accuracy.py --count 300 --damage all --seed 1
+    .venv/bin/python bench/accuracy.py --layout cem-100 --count 100 --damage all --seed 21
+
+``--layout`` takes a shipped layout's name or a layout file.  On a layout of several
+parts (``cem-100``) the cards are candidates' parts (`omr.synth.candidate_plan`: shuffled,
+some candidates with a part missing, a part twice, parts of different versions); the
+report adds the part numbers read and the candidates joined from the readings
+(`scoring.candidates.join_candidates`): a *silent candidate error* is an ``ok`` candidate
+whose truth has a joining anomaly, a wrong code number or a joined read outside the
+truth.
 
 A *silent error* is what must never happen: a card reported ``ok`` whose read of a
 question is outside the truth's acceptable set, or whose code number or version is
@@ -12,6 +21,7 @@ gets exactly what it would get from the scanner's file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections import Counter
@@ -21,11 +31,17 @@ import cv2
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+# run as a script, bench/ is first on the path, and bench/scoring.py would shadow the package
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 from omr.detect import project_points
 from omr.errors import OmrError
 from omr.layout import load_layout
 from omr.reader import read_card
-from omr.synth import random_card_spec, random_damage, synth_card
+from omr.render import barcode_payload
+from omr.synth import candidate_plan, candidate_truth, random_card_spec, random_damage, synth_card
+from scoring import AnswerKey
+from scoring.candidates import PageRecord, join_candidates
 
 
 @dataclass
@@ -50,6 +66,14 @@ class Tally:
     mismatches_flagged: int = 0
     max_registration_mm: float = 0.0
     read_seconds: float = 0.0
+    parts_expected: int = 0
+    parts_read: int = 0
+    silent_part_errors: int = 0
+    candidates: int = 0
+    candidates_ok: int = 0
+    anomalies_expected: int = 0
+    anomalies_flagged: int = 0
+    silent_candidate_errors: int = 0
     reasons: Counter = field(default_factory=Counter)
     examples: list = field(default_factory=list)
 
@@ -61,19 +85,27 @@ def run(
     dpi: float | None = None,
     verbose: bool = False,
     gamma: tuple[float, float] | None = None,
+    layout_name: str | None = None,
 ) -> Tally:
-    layout = load_layout()
+    layout = load_layout(layout_name)
     rng = np.random.default_rng(seed)
     t = Tally()
+    plan = candidate_plan(layout, count, seed).pages if layout.parts is not None else None
+    truths, records = [], []
     for i in range(count):
-        spec = random_card_spec(layout, rng)
+        if plan is None:
+            spec = random_card_spec(layout, rng)
+        else:
+            p = plan[i]
+            spec = random_card_spec(layout, rng, code_number=p.code_number, version=p.version, part=p.part)
         ranges: dict = {"dpi": (dpi,)} if dpi else {}
         if gamma:
             ranges["gamma"] = gamma
         dmg = random_damage(rng, damage, **ranges)
         card = synth_card(layout, spec, dmg, seed=seed * 100_003 + i)
         image = card.image if card.image.ndim == 2 else cv2.cvtColor(card.image, cv2.COLOR_BGR2GRAY)
-        truth = card.truth
+        truth = {**card.truth, "source": f"card-{i}", "page": 1}
+        truths.append(truth)
         t.cards += 1
         start = time.perf_counter()
         try:
@@ -82,6 +114,7 @@ def run(
             t.read_seconds += time.perf_counter() - start
             t.error += 1
             t.reasons[f"error:{type(err).__name__}"] += 1
+            records.append(PageRecord(f"card-{i}", 1, "error", "", "", ""))
             if verbose:
                 print(f"card {i}: {type(err).__name__}: {err}  damage={dmg}", file=sys.stderr)
             continue
@@ -100,7 +133,7 @@ def run(
         )
         if truth.get("barcode_readable"):
             t.barcodes_expected += 1
-            t.barcodes_read += reading.barcode == truth["code_number"]
+            t.barcodes_read += reading.barcode == barcode_payload(layout, truth["code_number"], truth["part"])
         if "code_mismatch" in truth.get("expected_flags", []):
             t.mismatches_expected += 1
             t.mismatches_flagged += "code_mismatch" in reading.flags
@@ -110,6 +143,12 @@ def run(
         t.max_registration_mm = max(t.max_registration_mm, float(err_mm))
         for flag in reading.flags:
             t.reasons[flag.split(":")[0]] += 1
+        if plan is not None:
+            t.parts_expected += 1
+            t.parts_read += reading.part == str(truth["part"])
+            records.append(PageRecord(f"card-{i}", 1, "review" if reading.needs_review else "ok",
+                                      reading.code_number, reading.version, reading.responses,
+                                      int(reading.part) if reading.part else None, reading.flags))
         if reading.needs_review:
             t.review += 1
             continue
@@ -120,6 +159,7 @@ def run(
         t.silent_answer_errors += len(wrong)
         t.silent_code_errors += code_wrong
         t.silent_version_errors += version_wrong
+        t.silent_part_errors += plan is not None and reading.part != str(truth["part"])
         if (wrong or code_wrong or version_wrong) and len(t.examples) < 20:
             t.examples.append(
                 {
@@ -130,7 +170,35 @@ def run(
                     "damage": dmg,
                 }
             )
+    if plan is not None:
+        _tally_candidates(t, layout, truths, records)
     return t
+
+
+def _tally_candidates(t: Tally, layout, truths: list, records: list) -> None:
+    """Join the readings per candidate and hold them against the candidates' truth."""
+    labels = layout.version.labels
+    total = layout.total_questions
+    key = AnswerKey.from_dict({"questions": total, "pass_percent": 56,
+                               "versions": {v: {"key": layout.options[0] * total} for v in labels}},
+                              options=layout.options)
+    joined = {r.code_number: r for r in join_candidates(records, key, parts=layout.part_count,
+                                                        questions=layout.questions) if r.code_number}
+    for truth in candidate_truth(layout, truths):
+        t.candidates += 1
+        got = joined.get(truth["code_number"])
+        expected = truth["expected_flags"]
+        t.anomalies_expected += bool(expected)
+        if got is None:  # none of its cards was read with its code number: nothing reported ok
+            t.anomalies_flagged += bool(expected)
+            continue
+        t.anomalies_flagged += bool(expected) and all(f in got.flags for f in expected)
+        if got.status != "ok":
+            continue
+        t.candidates_ok += 1
+        wrong = bool(expected) or truth["acceptable"] is None or got.version != (truth["version"] or "")
+        wrong = wrong or any(ch not in ok for ch, ok in zip(got.responses, truth["acceptable"] or [], strict=False))
+        t.silent_candidate_errors += wrong
 
 
 def report(t: Tally, args: argparse.Namespace) -> str:
@@ -138,7 +206,7 @@ def report(t: Tally, args: argparse.Namespace) -> str:
     grey_marks = t.question_marks - t.bitonal_question_marks
     grey_questions = t.questions - t.bitonal_questions
     lines = [
-        f"accuracy: {t.cards} cards, damage={args.damage}, seed={args.seed}"
+        f"accuracy: {t.cards} cards of {args.layout or 'lek-ldek-v1'}, damage={args.damage}, seed={args.seed}"
         + (f", dpi={args.dpi}" if args.dpi else "")
         + (f", gamma={args.gamma}" if args.gamma else ""),
         f"  ok {t.ok}  review {t.review}  error {t.error}",
@@ -156,6 +224,10 @@ def report(t: Tally, args: argparse.Namespace) -> str:
         f"  grid/barcode disagreements flagged {t.mismatches_flagged}/{t.mismatches_expected}",
         f"  worst box-centre registration error {t.max_registration_mm:.3f} mm",
         f"  read time {1000 * t.read_seconds / max(read + t.error, 1):.1f} ms per card (one core, in memory)",
+        *([f"  parts read {t.parts_read}/{t.parts_expected}; silent part errors on ok cards {t.silent_part_errors}",
+           f"  candidates {t.candidates}: ok {t.candidates_ok}, silent candidate errors {t.silent_candidate_errors}; "
+           f"anomalies (part missing/twice, versions) flagged {t.anomalies_flagged}/{t.anomalies_expected}"]
+          if t.parts_expected else []),
         "  flags: " + ", ".join(f"{k} {v}" for k, v in t.reasons.most_common()),
     ]
     for ex in t.examples:
@@ -174,15 +246,18 @@ def main() -> int:
     parser.add_argument(
         "--gamma", default=None, help="LO,HI: scanner tone curves drawn from this range (default: none)"
     )
+    parser.add_argument("--layout", default=None, help="a shipped layout's name or a layout file "
+                        "(default: lek-ldek-v1)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     # one thread of each library, as in a batch worker (the read time is one core's)
     cv2.setNumThreads(1)
     threadpool_limits(limits=1)
     gamma = tuple(float(v) for v in args.gamma.split(",")) if args.gamma else None
-    tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose, gamma)
+    tally = run(args.count, args.seed, args.damage, args.dpi, args.verbose, gamma, args.layout)
     print(report(tally, args))
-    silent = tally.silent_answer_errors + tally.silent_code_errors + tally.silent_version_errors
+    silent = (tally.silent_answer_errors + tally.silent_code_errors + tally.silent_version_errors
+              + tally.silent_part_errors + tally.silent_candidate_errors)
     return 1 if silent else 0
 
 

@@ -1,6 +1,7 @@
 """The CEM card formats end to end: layouts by name, cards of two parts scanned, joined per candidate."""
 
 import csv
+from decimal import Decimal
 import json
 
 import pytest
@@ -122,3 +123,22 @@ def test_render_prints_each_part_of_each_code_number(tmp_path):
     result = CliRunner().invoke(cli, ["render", "--codes", "123456782", "--layout", "pes-120", "--part", "1",
                                       "--out", str(tmp_path / "x.pdf")])
     assert result.exit_code == 2 and "has no parts" in result.output
+
+
+def test_pes_cards_score_on_120_questions_with_the_60_percent_pass_mark(tmp_path):
+    from scoring import AnswerKey, ResultRow, score_rows
+
+    write_dataset(tmp_path / "scans", 2, seed=4, layout=load_layout("pes-120"), damage="none", dpi=150, **CLEAN)
+    key = tmp_path / "pes.json"
+    key.write_text(json.dumps({"exam": "PES", "versions": {v: {"key": "ABCDE" * 24} for v in "ABCD"}}))
+    run(["scan", tmp_path / "scans", "--key", key, "--layout", "pes-120", "--workers", 1, "--out",
+         tmp_path / "pages.csv", "--candidates", tmp_path / "cand.csv"])
+    pages, cands = read_csv(tmp_path / "pages.csv"), read_csv(tmp_path / "cand.csv")
+    assert [len(p["responses"]) for p in pages] == [120, 120] and {p["max_points"] for p in pages} == {"120"}
+    assert "part" not in pages[0]
+    assert sorted((c["code_number"], c["correct"]) for c in cands) == sorted(
+        (p["code_number"], p["correct"]) for p in pages)
+    pes = AnswerKey.from_dict(json.loads(key.read_text()))
+    rows = [ResultRow("a", 1, "ok", version="A", responses=("ABCDE" * 24)[:n] + "-" * (120 - n)) for n in (72, 71)]
+    assert [(r.percent, r.passed) for r in score_rows(rows, pes, details=True)] == [(60, True), (Decimal("59.17"), False)]
+    assert [name for name, _ in score_rows(rows, pes, details=True)[0].extra] == ["certificate"]
