@@ -697,7 +697,12 @@ def rescore(results: str | None, db_path: str | None, key_path: str, out: str | 
     old = read_results(results)
     if details is None:
         details = any(name == CERTIFICATE_COLUMN for row in old[:1] for name, _ in row.extra)
-    report = rescore_rows(old, key, details=details)
+    from omr.store import PART_COLUMN
+    from scoring.candidates import score_part_pages
+
+    # page rows of cards of several parts (a 'part' column) have no score of their own
+    parts = any(name == PART_COLUMN for row in old[:1] for name, _ in row.extra)
+    report = rescore_rows(old, key, details=details, score=score_part_pages if parts else None)
     columns = list(dict.fromkeys(name for row in report.rows for name, _ in row.extra))
     if out:
         write_csv(report.rows, out, extra_columns=columns)

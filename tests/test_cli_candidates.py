@@ -92,6 +92,9 @@ def test_scan_joins_the_parts_of_each_candidate(batch, tmp_path):
     # re-scoring the store leaves the part pages unscored (their candidates are scored when joined)
     run(["rescore", "--db", tmp_path / "r.sqlite", "--key", batch / "key.json", "--out", tmp_path / "re.csv"])
     assert read_csv(tmp_path / "re.csv") == pages
+    run(["rescore", tmp_path / "pages.csv", "--key", batch / "key.json", "--out", tmp_path / "re2.csv"])
+    assert [(p["status"], p["flags"], p["correct"]) for p in read_csv(tmp_path / "re2.csv")] == [
+        (p["status"], p["flags"], "") for p in pages]
 
 
 def test_export_candidates_needs_a_key(batch, tmp_path):
