@@ -22,11 +22,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from calibration.thresholds import MarkThresholds, bitonal_thresholds
+from omr.grid import Feature
 from omr.stats import median, percentile
 
 __all__ = ["adapt_to_light_marks", "bitonal_thresholds_for_card", "calibrate", "calibrate_card"]
 
-_FILL, _INK, _ASYM, _CORE, _STROKE, _PEAK = range(6)
 #: fewest boxes on which a level is learned; fewer leaves the default
 _MIN_BOXES = 50
 
@@ -49,7 +49,7 @@ def calibrate(
     f = np.asarray(answer_features, dtype=np.float32)
     if f.ndim != 2 or f.shape[0] < _MIN_BOXES:
         return replace(base, source="default")
-    fill, stroke, ink = f[:, _FILL], f[:, _STROKE], f[:, _INK]
+    fill, stroke, ink = f[:, Feature.FILL], f[:, Feature.STROKE], f[:, Feature.INK]
     floor_fill, floor_stroke, floor_ink = (_noise_floor(v, fill) for v in (fill, stroke, ink))
     fill_blank = float(
         np.clip(max(base.fill_blank, floor_fill + 0.04), base.fill_blank, base.fill_mark - 0.08)
@@ -130,16 +130,16 @@ def adapt_to_light_marks(
     f = np.asarray(answer_features, dtype=np.float32)
     if f.ndim != 2 or f.shape[0] % n_options or f.shape[0] < _MIN_BOXES:
         return thresholds
-    fill = f[:, _FILL].reshape(-1, n_options)
+    fill = f[:, Feature.FILL].reshape(-1, n_options)
     order = np.argsort(-fill, axis=1)
 
     def top_two(column: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         values = np.take_along_axis(f[:, column].reshape(-1, n_options), order[:, :2], axis=1)
         return values[:, 0], values[:, 1]
 
-    top, second = top_two(_FILL)
-    top_stroke, _ = top_two(_STROKE)
-    top_peak, _ = top_two(_PEAK)
+    top, second = top_two(Feature.FILL)
+    top_stroke, _ = top_two(Feature.STROKE)
+    top_peak, _ = top_two(Feature.PEAK)
     blank_level = median(fill)
     # one box stands well out of its row: this card's marks
     lift = top - blank_level
@@ -151,7 +151,7 @@ def adapt_to_light_marks(
     if not (light_solid or light_drawn):
         return thresholds  # the usual case: the marks clear the levels in force
     changes: dict[str, float] = {}
-    peak_floor = _noise_floor(f[:, _PEAK], f[:, _FILL])
+    peak_floor = _noise_floor(f[:, Feature.PEAK], f[:, Feature.FILL])
     if light_solid:
         mark_level = float(np.median(top[solid]))
         span = mark_level - blank_level
@@ -189,7 +189,7 @@ def bitonal_thresholds_for_card(answer_features: NDArray[np.float32], n_options:
     their typical coverage, never less than half the box nor more than the default.
     """
     base = bitonal_thresholds()
-    fill = np.asarray(answer_features, dtype=np.float32)[:, _FILL].reshape(-1, n_options)
+    fill = np.asarray(answer_features, dtype=np.float32)[:, Feature.FILL].reshape(-1, n_options)
     best = fill.max(axis=1)
     answered = best[best >= 0.3]
     if answered.size < _MIN_BOXES // 2:

@@ -36,7 +36,26 @@ class MarkThresholds:
     half_asymmetry, half_fill_max : a box whose strokes lie on one half
         (asymmetry at least ``half_asymmetry``) and whose fill is under
         ``half_fill_max`` is half-filled, hence ambiguous
+    max_surround_darkness : darkness of the paper gaps above and below a box from
+        which it stands in dirt (a stain, a stamp, a roller band): whatever is in it
+        is '?' (measured on 60 damaged synthetic scans, 65,000 boxes, pencil overshoot
+        and specks included: 99.99th percentile 0.043, max 0.068; under stains,
+        stamps and roller bands: 0.1-1)
+    max_multiple_share : share of questions read '*' beyond which no mark on the card
+        is trusted (real cards: ~1%)
+    min_question_outline_ratio : a question whose printed outlines are fainter than
+        this share of the card's median is misplaced (measured: aligned >= 0.9,
+        2.5 mm off <= 0.25)
+    solid_fill_margin : a marked box this far above ``fill_mark`` is solidly filled,
+        not crossed (synthetic cards at the default levels: fills' 1st percentile
+        0.48, crosses' 99th 0.41)
+    faint_peak_share : a box beside a solid fill is faint when even its darkest tenth
+        is under this share of the fill's darkest tenth
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
+
+    The first levels are learned per card or per batch (`calibration.learn`); the
+    last five are the marking policy's (`omr.policy`), carried along so that one
+    object holds every number the reader decides by.
     """
 
     fill_blank: float = 0.27
@@ -50,6 +69,11 @@ class MarkThresholds:
     cross_mark: float = 2.0
     half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
+    max_surround_darkness: float = 0.12
+    max_multiple_share: float = 0.1
+    min_question_outline_ratio: float = 0.4
+    solid_fill_margin: float = 0.07
+    faint_peak_share: float = 0.5
     source: str = "default"
 
 

@@ -115,7 +115,7 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
     import cv2
 
     from calibration import load_thresholds
-    from omr.grid import FEATURE_NAMES
+    from omr.grid import FEATURE_NAMES, Feature
     from omr.overlay import draw_overlay
     from omr.pages import load_page
     from omr.reader import read_card
@@ -139,7 +139,7 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
                    f"{reading.responses[start:start + 50]}")
     doubtful = [q for q, ch in enumerate(reading.responses) if ch in "?*"]
     for q in doubtful:
-        fills = reading.box_features[q * width:(q + 1) * width, 0]
+        fills = reading.box_features[q * width:(q + 1) * width, Feature.FILL]
         shown = " ".join(f"{opt}={100 * f:.0f}%" for opt, f in zip(layout.options, fills, strict=True))
         click.echo(f"  question {q + 1}: read {reading.responses[q]!r}, fill {shown}")
     click.echo(f"  overlay written to {out}")
@@ -182,7 +182,7 @@ def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: CardLayout 
     from calibration import save_thresholds
     from calibration.learn import calibrate as learn
     from omr.errors import OmrError
-    from omr.grid import build_sampling_grid
+    from omr.grid import Feature, build_sampling_grid
     from omr.pages import iter_pages, load_page
     from omr.reader import measure_card
 
@@ -202,7 +202,7 @@ def calibrate(inputs: tuple[str, ...], out: str | None, layout_path: CardLayout 
         raise click.ClickException("no readable card among the inputs; nothing to learn from")
     features = np.concatenate(stacks)
     thresholds = learn(features, source=f"batch:{len(stacks)} cards")
-    fill = features[:, 0]
+    fill = features[:, Feature.FILL]
     click.echo(f"calibrated on {len(stacks)} cards ({skipped} skipped), {len(fill)} answer boxes")
     click.echo(f"  blank boxes: fill p50 {np.percentile(fill[fill <= np.median(fill)], 50):.3f}, "
                f"p99.5 {np.percentile(fill[fill <= np.median(fill)], 99.5):.3f}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 
 import cv2
 import numpy as np
@@ -35,6 +36,7 @@ from omr.stats import median
 
 __all__ = [
     "FEATURE_NAMES",
+    "Feature",
     "ProbeOrder",
     "SamplingGrid",
     "box_features",
@@ -49,8 +51,20 @@ __all__ = [
     "outline_points_mm",
 ]
 
-#: columns of the feature matrix returned by `box_features`
-FEATURE_NAMES = ("fill", "ink", "asymmetry", "core", "stroke", "peak", "cross")
+class Feature(IntEnum):
+    """The columns of the feature matrix returned by `box_features` (``features[:, Feature.FILL]``)."""
+
+    FILL = 0
+    INK = 1
+    ASYMMETRY = 2
+    CORE = 3
+    STROKE = 4
+    PEAK = 5
+    CROSS = 6
+
+
+#: the column names, in order (the ``--fills`` CSV header, the store's fill matrix)
+FEATURE_NAMES = tuple(f.name.lower() for f in Feature)
 #: darkness from which a sample counts as "clearly dark" (half-way paper → ink)
 CLEARLY_DARK = 0.5
 #: how much darker than the box's own base a sample must be to be part of a stroke
@@ -398,7 +412,9 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     emptiest_corner = np.minimum(np.minimum(c[:, 0], c[:, 1]), np.minimum(c[:, 2], c[:, 3]))
     fullest_middle = np.maximum(np.maximum(m[:, 0], m[:, 1]), np.maximum(m[:, 2], m[:, 3]))
     cross = emptiest_corner - fullest_middle
-    return np.stack([fill, ink, asymmetry, core, stroke, peak, cross], axis=1).astype(np.float32)
+    columns = {Feature.FILL: fill, Feature.INK: ink, Feature.ASYMMETRY: asymmetry, Feature.CORE: core,
+               Feature.STROKE: stroke, Feature.PEAK: peak, Feature.CROSS: cross}  # fmt: skip
+    return np.stack([columns[f] for f in Feature], axis=1).astype(np.float32)
 
 
 #: outline probes per box: 4 edges x 3 offsets across the line

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from omr.detect import project_points
+from omr.grid import Feature
 from omr.layout import CardLayout
 from omr.marks import AMBIGUOUS, MARKED
 from omr.reader import CardReading
@@ -41,7 +42,7 @@ def draw_overlay(gray: NDArray[np.uint8], reading: CardReading, layout: CardLayo
     if reading.box_shifts_mm is not None:  # runs read on their own outlines: where they were read
         centers = centers + reading.box_shifts_mm
     quads = project_points(h, centers[:, None, :] + half[None, :, :])
-    fills = reading.box_features[:, 0]
+    fills = reading.box_features[:, Feature.FILL]
     for k, quad in enumerate(np.round(quads).astype(np.int32)):
         state = int(reading.box_states[k])
         cv2.polylines(canvas, [quad], True, _COLOURS.get(state, (0, 0, 255)), thick)

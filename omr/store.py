@@ -83,6 +83,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from omr.errors import OmrError, StoreError
+from omr.flags import Flag, decide_status
 from omr.pages import PageRef
 from omr.pipeline import PageOutcome
 from omr.review.events import MachineCard, NewEvent, ReviewEvent
@@ -114,9 +115,9 @@ __all__ = [
 #: 2: content hashes are BLAKE3 (1: SHA-256; such a store would read every page again)
 SCHEMA_VERSION = 2
 #: flag on every card whose code number another card carries
-DUPLICATE_CODE = "duplicate_code"
+DUPLICATE_CODE = Flag.DUPLICATE_CODE.value
 #: flag prefix on a page whose content was already stored under another path
-DUPLICATE_PAGE = "duplicate_page"
+DUPLICATE_PAGE = Flag.DUPLICATE_PAGE.value
 #: meta key holding the answer key JSON the store is scored with
 SCORING_KEY = "scoring_key"
 
@@ -356,15 +357,13 @@ def effective_status_flags(
     >>> effective_status_flags("error", ("markers_not_found",), "a.jpg", False)
     ('error', ('markers_not_found', 'duplicate_page:a.jpg'))
     """
-    flags = [f for f in base_flags if not _is_store_flag(f)]
-    if duplicate_of:
-        flags.append(f"{DUPLICATE_PAGE}:{duplicate_of}")
+    store_flags = [f"{DUPLICATE_PAGE}:{duplicate_of}"] if duplicate_of else []
     if duplicate_code:
-        flags.append(DUPLICATE_CODE)
-    status = base_status
-    if status == "ok" and (duplicate_of or duplicate_code):
-        status = "review"
-    return status, tuple(flags)
+        store_flags.append(DUPLICATE_CODE)
+    # the page's own flags were judged when it was read and scored (base_status, which
+    # a person may have settled since): only the store's own add to it here
+    flags = (*(f for f in base_flags if not _is_store_flag(f)), *store_flags)
+    return decide_status(store_flags, at_least=base_status), flags
 
 
 def _is_store_flag(flag: str) -> bool:

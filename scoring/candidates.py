@@ -38,10 +38,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
+from omr.flags import REVIEW, decide_status
 from scoring.export import _percent_text, _Replacing
 from scoring.key import AnswerKey
 from scoring.results import ResultRow
-from scoring.rows import SCORING_FLAGS, _only_info_flags, score_rows
+from scoring.rows import SCORING_FLAGS, score_rows
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -235,8 +236,8 @@ def score_part_pages(rows: Sequence[ResultRow], key: AnswerKey | None = None) ->
         status, flags = row.status, row.flags
         if any(f.split(":", 1)[0] in SCORING_FLAGS for f in flags):
             flags = tuple(f for f in flags if f.split(":", 1)[0] not in SCORING_FLAGS)
-            if status == "review" and _only_info_flags(flags):
-                status = "ok"
+            if status == REVIEW:
+                status = decide_status(flags)
         out.append(replace(row, status=status, flags=flags, correct=None, max_points=None, percent=None,
                            passed=None))
     return out

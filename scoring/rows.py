@@ -15,7 +15,7 @@ key cannot score — it never guesses::
 
 Scoring flags from an earlier key are dropped first, so re-scoring with a corrected key
 re-decides them; a row that was ``review`` only because of them (its other flags are
-informational: ``omr.reader.INFO_FLAGS``) goes back to ``ok``.  All other flags and statuses are kept.
+informational: `omr.flags.decide_status`) goes back to ``ok``.  All other flags and statuses are kept.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from decimal import Decimal
 import numpy as np
 
 from omr.errors import ScoringError
+from omr.flags import ERROR, REVIEW, Flag, decide_status
 from scoring.core import (
     CohortScores,
     certificate_line,
@@ -54,7 +55,8 @@ __all__ = [
 ]
 
 #: flags `score_rows` sets (a ``:positions`` suffix may follow responses_invalid)
-SCORING_FLAGS = ("version_unknown", "version_not_in_key", "responses_length", "responses_invalid")
+SCORING_FLAGS = tuple(f.value for f in (Flag.VERSION_UNKNOWN, Flag.VERSION_NOT_IN_KEY, Flag.RESPONSES_LENGTH,
+                                         Flag.RESPONSES_INVALID))
 #: extra column with the certificate line (``details=True``)
 CERTIFICATE_COLUMN = "certificate"
 #: extra columns ``correct:<field of medicine>`` with points per field (``details=True``)
@@ -68,13 +70,6 @@ _DOMAIN_PREFIXES = (DOMAIN_COLUMN_PREFIX, DOMAIN_MAX_COLUMN_PREFIX, DOMAIN_PERCE
 
 def _is_scoring_flag(flag: str) -> bool:
     return flag.split(":", 1)[0] in SCORING_FLAGS
-
-
-def _only_info_flags(flags: Sequence[str]) -> bool:
-    """True when none of ``flags`` sends a card to review (the reader's `INFO_FLAGS`)."""
-    from omr.reader import INFO_FLAGS  # the reader decides which of its flags are informational
-
-    return all(f.split(":", 1)[0] in INFO_FLAGS for f in flags)
 
 
 def _is_detail_column(name: str) -> bool:
@@ -187,14 +182,16 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
         status, flags = row.status, row.flags
         if flags and any(_is_scoring_flag(f) for f in flags):
             flags = tuple(f for f in flags if not _is_scoring_flag(f))
-            if status == "review" and _only_info_flags(flags):
-                status = "ok"  # it was in review only for an earlier key's reasons
-        if status != "error":
+            if status == REVIEW:  # perhaps in review only for an earlier key's reasons
+                status = decide_status(flags)
+        if status != ERROR:
             v = index.get(row.version, missing)
             if len(row.responses) != key.questions:
-                status, flags = "review", (*flags, "responses_length")
+                flags = (*flags, Flag.RESPONSES_LENGTH.value)
+                status = decide_status(flags)
             elif v < 0:
-                status, flags = "review", (*flags, "version_not_in_key" if row.version else "version_unknown")
+                flags = (*flags, (Flag.VERSION_NOT_IN_KEY if row.version else Flag.VERSION_UNKNOWN).value)
+                status = decide_status(flags)
             else:
                 scorable.append(len(statuses))
                 versions.append(v)
@@ -209,7 +206,8 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
     for j in np.flatnonzero(invalid.any(axis=1)).tolist():
         i = scorable[j]
         where = ",".join(str(p + 1) for p in np.flatnonzero(invalid[j]))
-        statuses[i], flag_lists[i] = "review", (*flag_lists[i], f"responses_invalid:{where}")
+        flag_lists[i] = (*flag_lists[i], f"{Flag.RESPONSES_INVALID}:{where}")
+        statuses[i] = decide_status(flag_lists[i])
     correct: list[int | None] = [None] * n_rows
     percent: list[Decimal | None] = [None] * n_rows
     passed: list[bool | None] = [None] * n_rows

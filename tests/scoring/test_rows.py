@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omr.reader import INFO_FLAGS
+from omr.flags import INFO_FLAGS
 from scoring import AnswerKey, ResultRow, rescore_rows, score_rows
 from tests.scoring.reference import reference_score
 from tests.scoring.strategies import cohorts, key_dicts

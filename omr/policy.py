@@ -1,0 +1,250 @@
+"""The marking policy: what the reader does with box states before it reads the answers.
+
+`omr.marks.classify_boxes` gives every box a state from its own darkness features.
+The policy then looks at evidence a single box's levels do not hold -- the dirt
+around a box, the printed outlines, the other boxes of its question, the whole card
+-- in an ordered tuple of named pure rules (`MARKING_POLICY`).  Each rule takes the
+(N_boxes,) states and the card's `MarkEvidence` and returns new states and what it
+flagged; `apply_policy` runs them in order and collects the flags.
+
+The order is part of the policy (each rule's docstring says why it stands where it
+does):
+
+1. `doubt_dirty_boxes`         -- anything in a box standing in dirt is '?'  (``dirty:``)
+2. `clear_faint_beside_fill`   -- erasure residue beside one solid fill is blank
+3. `doubt_misplaced_questions` -- a question off its printed outlines is '?' (``misplaced:``)
+4. `doubt_implausible_multiples` -- far too many '*': every mark is '?'
+   (``implausible_multiples``)
+5. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
+
+Every rule is pure and vectorised over the card's boxes; every number it decides by
+is a field of `calibration.MarkThresholds`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from calibration import MarkThresholds
+from omr.flags import Flag, with_questions
+from omr.grid import Feature
+from omr.marks import AMBIGUOUS, BLANK, MARKED
+from omr.stats import median
+
+__all__ = [
+    "MARKING_POLICY",
+    "MarkEvidence",
+    "PolicyOutcome",
+    "Rule",
+    "apply_policy",
+    "clear_faint_beside_fill",
+    "doubt_dirty_boxes",
+    "doubt_implausible_multiples",
+    "doubt_lines_beside_fills",
+    "doubt_misplaced_questions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkEvidence:
+    """What the rules may look at on one card.
+
+    features : (N_boxes, F) float32 box features (columns `omr.grid.Feature`)
+    surround : (N_boxes,) float32 darkness of the paper gaps above and below each box
+    outline : (N_boxes,) float32 darkness of each box's printed outline where the
+        registration puts it
+    thresholds : the levels (and the policy's own numbers)
+    answers : the answer boxes' slice of the box order, questions in order
+    n_options : boxes per question
+    """
+
+    features: NDArray[np.float32]
+    surround: NDArray[np.float32]
+    outline: NDArray[np.float32]
+    thresholds: MarkThresholds
+    answers: slice
+    n_options: int
+
+    def per_question(self, values: NDArray) -> NDArray:
+        """(Q, C, ...) view of a per-box array's answer part."""
+        return values[self.answers].reshape(-1, self.n_options, *values.shape[1:])
+
+    @property
+    def dirty(self) -> NDArray[np.bool_]:
+        """(N_boxes,) boxes standing in dirt."""
+        return self.surround >= self.thresholds.max_surround_darkness
+
+
+def _with_answers(states: NDArray[np.int8], evidence: MarkEvidence, answers: NDArray[np.int8]) -> NDArray[np.int8]:
+    """``states`` with its answer part replaced by the (Q, C) ``answers``."""
+    out = states.copy()
+    out[evidence.answers] = answers.reshape(-1)
+    return out
+
+
+#: what a rule returns: the new states, and what it flagged -- (Q,) bool questions,
+#: a bool for the whole card, or None when the rule flags nothing
+Flagged = NDArray[np.bool_] | bool | None
+
+
+def doubt_dirty_boxes(states: NDArray[np.int8], evidence: MarkEvidence) -> tuple[NDArray[np.int8], Flagged]:
+    """A box that is not blank and stands in dirt is AMBIGUOUS (every box: answers, code, version).
+
+    Evidence: the darkness of the paper gaps above and below the box
+    (``surround >= max_surround_darkness``).  A stain, a stamp or a scanner band
+    crossing the row darkens the box as it darkens the gaps; what looks marked there
+    may be that dirt, so a person must look.  Flags the questions it doubted
+    (``dirty:``).  First: the rules after it must see these boxes as doubtful (the
+    next one leaves dirty boxes alone).
+    """
+    doubted = evidence.dirty & (states != BLANK)
+    return np.where(doubted, np.int8(AMBIGUOUS), states), evidence.per_question(doubted).any(axis=1)
+
+
+def clear_faint_beside_fill(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """A faint AMBIGUOUS box beside the question's one solid fill is BLANK.
+
+    Evidence: the box's fill, clearly dark share (``ink``) and darkest tenth
+    (``peak``) against the solid fill's beside it, and the dirt around it.  A box is
+    faint when it holds no clearly dark samples (``ink`` below the blank level),
+    little fill, and nothing as dark as a mark (``peak`` under the mark level and
+    under ``faint_peak_share`` of the fill's): a light grey texture or residue,
+    AMBIGUOUS only for its variation.  Beside a solidly filled box of the same
+    question it is what spec §2 calls an erased box (light residue: blank, the clear
+    mark is the answer), or paper texture and toner noise of a scan; the candidate's
+    own marks on the card are as dark as that fill, so a second answer drawn that
+    faintly is not plausible.  Boxes standing in dirt stay as they are (after
+    `doubt_dirty_boxes`: it must not clear what that rule doubted).
+    """
+    t = evidence.thresholds
+    answers = evidence.per_question(states)
+    features = evidence.per_question(evidence.features)
+    fill, ink, peak = features[..., Feature.FILL], features[..., Feature.INK], features[..., Feature.PEAK]
+    solid = (answers == MARKED) & (fill >= t.fill_mark + t.solid_fill_margin) & (ink >= t.ink_mark)
+    one_solid = solid.sum(axis=1, keepdims=True) == 1
+    solid_peak = np.where(solid, peak, 0.0).max(axis=1, keepdims=True)
+    faint = (
+        (answers == AMBIGUOUS)
+        & (ink < t.ink_blank)
+        & (fill < t.fill_blank)
+        & (peak < np.minimum(t.peak_mark, t.faint_peak_share * solid_peak))
+        & ~evidence.per_question(evidence.dirty)
+    )
+    return _with_answers(states, evidence, np.where(faint & one_solid, np.int8(BLANK), answers)), None
+
+
+def doubt_misplaced_questions(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """Every box of a question whose printed outlines are missing where the registration
+    put it is AMBIGUOUS.
+
+    Evidence: the question's mean outline darkness against the card's median
+    (``min_question_outline_ratio``).  A fold or a crease moved that row: whatever
+    its boxes say, a person must look.  Flags those questions (``misplaced:``).
+    After `clear_faint_beside_fill`, so that nothing on a misplaced row is cleared.
+    """
+    outline = evidence.per_question(evidence.outline).mean(axis=1)
+    misplaced = outline < evidence.thresholds.min_question_outline_ratio * max(median(outline), 1e-6)
+    answers = evidence.per_question(states)
+    return _with_answers(states, evidence, np.where(misplaced[:, None], np.int8(AMBIGUOUS), answers)), misplaced
+
+
+def doubt_implausible_multiples(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """When more than ``max_multiple_share`` of the questions have two marked boxes,
+    every marked answer box is AMBIGUOUS.
+
+    Evidence: the count of '*' rows on the whole card.  Candidates mark two boxes on
+    ~1% of questions; far more means the box levels were fooled (speckle of a bad
+    copy, a texture) and a blank row may as well read as one letter: no mark on this
+    card is trusted, a person reads it.  Flags the card (``implausible_multiples``).
+    Before `doubt_lines_beside_fills`, which must not hide the marks it counts (on a
+    speckled copy, lines beside fills are what makes the count implausible).
+    """
+    answers = evidence.per_question(states)
+    multiple = (answers == MARKED).sum(axis=1) >= 2
+    implausible = bool(multiple.sum() > evidence.thresholds.max_multiple_share * len(answers))
+    if not implausible:
+        return states, False
+    return _with_answers(states, evidence, np.where(answers == MARKED, np.int8(AMBIGUOUS), answers)), True
+
+
+def doubt_lines_beside_fills(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """A box marked by its lines alone beside a filled box of the same question is AMBIGUOUS.
+
+    Evidence: the box's fill and clearly dark share (both under their mark levels:
+    only stroke and peak marked it) and a box at the fill mark level in its row.
+    Such a box beside a fill is far more often scanner dirt -- speckle, a roller
+    band, ink bleed -- than a second answer in another style.  Read as '*' it would
+    be a wrong answer nobody is told to look at (measured on cards damaged by
+    Augraphy's scanner effects: 63 of the 97 misreads not shown as '?' were such rows
+    beside solid fills; taking any fill at the mark level, not only solid ones,
+    turned 27 more of 180 such misreads into '?' for 8 '?' more on 60,000 synthetic
+    questions); as '?' a person decides.  Two crosses, or two fills, stay a '*'.
+    Last: after `doubt_implausible_multiples` (see there).
+    """
+    t = evidence.thresholds
+    answers = evidence.per_question(states)
+    features = evidence.per_question(evidence.features)
+    fill, ink = features[..., Feature.FILL], features[..., Feature.INK]
+    marked = answers == MARKED
+    lines_only = marked & (fill < t.fill_mark) & (ink < t.ink_mark)
+    beside_fill = (marked & (fill >= t.fill_mark)).any(axis=1, keepdims=True)
+    return _with_answers(states, evidence, np.where(lines_only & beside_fill, np.int8(AMBIGUOUS), answers)), None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One named step of the policy, and the flag it raises (None: it raises none)."""
+
+    name: str
+    apply: Callable[[NDArray[np.int8], MarkEvidence], tuple[NDArray[np.int8], Flagged]]
+    flag: Flag | None = None
+
+
+#: the policy, in the order it runs (see the module docstring)
+MARKING_POLICY: tuple[Rule, ...] = (
+    Rule("doubt_dirty_boxes", doubt_dirty_boxes, Flag.DIRTY),
+    Rule("clear_faint_beside_fill", clear_faint_beside_fill),
+    Rule("doubt_misplaced_questions", doubt_misplaced_questions, Flag.MISPLACED),
+    Rule("doubt_implausible_multiples", doubt_implausible_multiples, Flag.IMPLAUSIBLE_MULTIPLES),
+    Rule("doubt_lines_beside_fills", doubt_lines_beside_fills),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyOutcome:
+    """The states after every rule, and the flags raised (in `Flag` order)."""
+
+    states: NDArray[np.int8]
+    flags: tuple[str, ...]
+
+
+_FLAG_ORDER = {f: k for k, f in enumerate(Flag)}
+
+
+def apply_policy(
+    states: NDArray[np.int8], evidence: MarkEvidence, policy: tuple[Rule, ...] = MARKING_POLICY
+) -> PolicyOutcome:
+    """Run the rules of ``policy`` in order on the (N_boxes,) states."""
+    raised: list[tuple[Flag, str]] = []
+    for rule in policy:
+        states, flagged = rule.apply(states, evidence)
+        if rule.flag is None or flagged is None or flagged is False:
+            continue
+        if flagged is True:
+            raised.append((rule.flag, str(rule.flag)))
+        elif flagged.any():
+            raised.append((rule.flag, with_questions(rule.flag, np.flatnonzero(flagged))))
+    raised.sort(key=lambda item: _FLAG_ORDER[item[0]])
+    return PolicyOutcome(states=states, flags=tuple(text for _, text in raised))

@@ -1,0 +1,168 @@
+"""The marking policy's rules, each on its own evidence, and their order."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from calibration import MarkThresholds
+from omr.flags import Flag
+from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
+from omr.policy import (
+    MARKING_POLICY,
+    MarkEvidence,
+    apply_policy,
+    clear_faint_beside_fill,
+    doubt_dirty_boxes,
+    doubt_implausible_multiples,
+    doubt_lines_beside_fills,
+    doubt_misplaced_questions,
+)
+from tests.omr.test_marks import features
+
+T = MarkThresholds()
+FILL = features(fill=0.7, ink=0.8, core=0.7)[0]
+SOLID = features(fill=0.75, ink=0.92, core=0.8, peak=0.94)[0]
+LIGHT_FILL = features(fill=0.40, ink=0.02, core=0.4)[0]  # at the mark level, not solid
+LINES = features(fill=0.12, ink=0.08, stroke=0.2, peak=0.7)[0]  # a cross, or dirt
+TEXTURE = features(fill=0.18, ink=0.0, stroke=0.22, peak=0.42)[0]  # scan texture, residue
+BLANK_BOX = features()[0]
+
+
+def evidence(rows, *, surround=None, outline=None, thresholds=T):
+    """The evidence of a card holding only these (Q, C, F) answer rows."""
+    rows = np.asarray(rows, np.float32)
+    q, c = rows.shape[:2]
+    return MarkEvidence(
+        features=rows.reshape(q * c, -1),
+        surround=np.zeros(q * c, np.float32) if surround is None else np.asarray(surround, np.float32).ravel(),
+        outline=np.ones(q * c, np.float32) if outline is None else np.asarray(outline, np.float32).ravel(),
+        thresholds=thresholds,
+        answers=slice(0, q * c),
+        n_options=c,
+    )
+
+
+def read(rule, rows, **kw):
+    """The responses after classifying ``rows`` and applying ``rule``, and what it flagged."""
+    ev = evidence(rows, **kw)
+    states, flagged = rule(classify_boxes(ev.features, ev.thresholds), ev)
+    return read_responses(ev.per_question(states), "ABC"[: ev.n_options]), flagged
+
+
+def test_the_policy_runs_its_rules_in_the_documented_order():
+    assert [r.name for r in MARKING_POLICY] == [
+        "doubt_dirty_boxes",
+        "clear_faint_beside_fill",
+        "doubt_misplaced_questions",
+        "doubt_implausible_multiples",
+        "doubt_lines_beside_fills",
+    ]
+    assert [r.flag for r in MARKING_POLICY] == [Flag.DIRTY, None, Flag.MISPLACED, Flag.IMPLAUSIBLE_MULTIPLES, None]
+
+
+def test_a_marked_box_standing_in_dirt_is_doubted_and_its_question_flagged():
+    rows = [[FILL, BLANK_BOX, BLANK_BOX], [FILL, BLANK_BOX, BLANK_BOX], [BLANK_BOX, BLANK_BOX, BLANK_BOX]]
+    surround = np.zeros((3, 3))
+    surround[1, 0] = T.max_surround_darkness  # the mark of question 2 stands in dirt
+    surround[2, 1] = 0.5  # a blank box in dirt stays blank
+    responses, flagged = read(doubt_dirty_boxes, rows, surround=surround)
+    assert responses == "A?-"
+    assert flagged.tolist() == [False, True, False]
+
+
+def test_lines_beside_a_fill_are_doubted_not_counted_as_a_second_answer():
+    rows = [
+        [FILL, LINES, BLANK_BOX],  # fill + lines: '?', a person decides
+        [FILL, FILL, BLANK_BOX],  # two fills: a real multiple answer, '*'
+        [LINES, LINES, BLANK_BOX],  # two crosses, no fill: '*'
+        [BLANK_BOX, LINES, BLANK_BOX],  # one cross alone: the answer
+        [LIGHT_FILL, LINES, BLANK_BOX],  # a light fill + lines: '?' too
+        [LIGHT_FILL, FILL, BLANK_BOX],  # two fills, one light: '*'
+    ]
+    assert read(lambda s, ev: (s, None), rows)[0] == "***B**"  # as the levels alone read them
+    assert read(doubt_lines_beside_fills, rows) == ("?**B?*", None)
+
+
+def test_faint_texture_beside_a_solid_fill_is_blank_unless_dirty_or_darker():
+    grey_fill = features(fill=0.46, ink=0.2, core=0.46, peak=0.67)[0]  # marked, but not solid
+    rows = [
+        [SOLID, TEXTURE, BLANK_BOX],  # residue beside the answer: the answer
+        [SOLID, TEXTURE, BLANK_BOX],  # the same with dirt around the residue: '?'
+        [BLANK_BOX, TEXTURE, BLANK_BOX],  # no fill to compare with: '?'
+        [SOLID, SOLID, TEXTURE],  # two fills: still '*'
+        [grey_fill, TEXTURE, BLANK_BOX],  # the mark is not solid: '?'
+    ]
+    surround = np.zeros((5, 3))
+    surround[1, 1] = 0.5
+    ev = evidence(rows, surround=surround)
+    states = classify_boxes(ev.features, T)
+    assert ev.per_question(states)[0, 1] == AMBIGUOUS and ev.per_question(states)[4, 0] == MARKED
+    assert read(clear_faint_beside_fill, rows, surround=surround) == ("A??*?", None)
+    # a faint box more than half as dark as the fill beside it may be a light second mark
+    dark_fill = features(fill=0.6, ink=0.87, core=0.6, peak=0.76)[0]
+    light_cross = features(fill=0.12, ink=0.03, stroke=0.21, peak=0.48)[0]  # over half the fill's peak
+    assert read(clear_faint_beside_fill, [[dark_fill, light_cross, BLANK_BOX]])[0] == "?"
+    # the share is the policy's number: at 0.7 of the fill's peak that box is cleared too
+    looser = replace(T, faint_peak_share=0.7)
+    assert read(clear_faint_beside_fill, [[dark_fill, light_cross, BLANK_BOX]], thresholds=looser)[0] == "A"
+
+
+def test_a_question_off_its_printed_outlines_is_doubted_whatever_its_boxes_say():
+    rows = [[FILL, BLANK_BOX, BLANK_BOX]] * 6 + [[BLANK_BOX] * 3]
+    outline = np.ones((7, 3))
+    outline[1] = 0.39  # under 0.4 of the card's median (1): misplaced
+    outline[2] = 0.41
+    outline[6] = 0.1  # a blank row off its outlines is '?' too
+    responses, flagged = read(doubt_misplaced_questions, rows, outline=outline)
+    assert responses == "A?AAAA?"
+    assert flagged.tolist() == [False, True, False, False, False, False, True]
+
+
+@pytest.mark.parametrize(("multiples", "implausible"), [(9, False), (10, True)])
+def test_far_too_many_multiple_answers_send_every_mark_to_review(multiples, implausible):
+    """Over 10 % of the questions read '*' (here ``multiples`` and the last row, of
+    100): no mark on the card is trusted."""
+    rows = [[FILL, FILL, BLANK_BOX]] * multiples + [[FILL, BLANK_BOX, BLANK_BOX]] * (98 - multiples)
+    rows += [[BLANK_BOX] * 3, [FILL, BLANK_BOX, LINES]]
+    responses, flagged = read(doubt_implausible_multiples, rows)
+    assert flagged is implausible
+    if implausible:
+        assert responses == "?" * 98 + "-?"
+    else:
+        assert responses == "*" * 9 + "A" * 89 + "-*"
+
+
+def test_the_count_of_multiples_sees_lines_beside_fills_before_they_are_doubted():
+    """On a speckled copy, specks read as lines beside every fill: the card is
+    implausible, which it would not be if the lines were doubted first."""
+    rows = [[FILL, LINES, BLANK_BOX]] * 20 + [[FILL, BLANK_BOX, BLANK_BOX]] * 80
+    ev = evidence(rows)
+    outcome = apply_policy(classify_boxes(ev.features, T), ev)
+    assert outcome.flags == ("implausible_multiples",)
+    lines_first = (MARKING_POLICY[4], MARKING_POLICY[3])
+    assert apply_policy(classify_boxes(ev.features, T), ev, lines_first).flags == ()
+
+
+def test_faint_boxes_on_a_misplaced_row_are_not_cleared():
+    rows = [[SOLID, TEXTURE, BLANK_BOX]] * 4
+    outline = np.ones((4, 3))
+    outline[0] = 0.1
+    ev = evidence(rows, outline=outline)
+    outcome = apply_policy(classify_boxes(ev.features, T), ev)
+    assert read_responses(ev.per_question(outcome.states), "ABC") == "?AAA"
+    assert outcome.flags == ("misplaced:1",)
+    assert (ev.per_question(outcome.states)[0] == AMBIGUOUS).all()
+    assert ev.per_question(outcome.states)[1, 1] == BLANK and ev.per_question(outcome.states)[1, 0] == MARKED
+
+
+def test_flags_come_out_in_the_vocabulary_order():
+    rows = [[FILL, FILL, BLANK_BOX]] * 12 + [[FILL, BLANK_BOX, BLANK_BOX]] * 88
+    surround = np.zeros((100, 3))
+    surround[50, 0] = 0.5
+    outline = np.ones((100, 3))
+    outline[60] = 0.0
+    ev = evidence(rows, surround=surround, outline=outline)
+    outcome = apply_policy(classify_boxes(ev.features, T), ev)
+    assert outcome.flags == ("dirty:51", "implausible_multiples", "misplaced:61")
+    assert MARKED not in ev.per_question(outcome.states)
