@@ -476,7 +476,7 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
     if not (out or jsonl_path or db_path or candidates_path):
         raise click.UsageError("nothing to write: give --out, --jsonl or --db (or --candidates)")
     layout = layout_path if layout_path is not None else _store_layout(db_path)
-    key = load_key(key_path)
+    key = load_key(key_path, version_labels=layout.version.labels)
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
     show = sys.stderr.isatty() if progress is None else progress
     with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
@@ -621,11 +621,18 @@ def _write_candidates(store: ResultStore, key: AnswerKey, path: str, run_id: int
     click.echo(f"{len(rows)} candidates (ok {len(rows) - review}, review {review}) written to {path}")
 
 
+def _rescore_key(key_path: str, layout: CardLayout) -> AnswerKey:
+    """The new key of ``omr rescore``, its versions checked against the card's labels."""
+    from scoring import load_key
+
+    return load_key(key_path, version_labels=layout.version.labels)
+
+
 def _rescore_store(results: str | None, db_path: str | None, key_path: str, out: str | None,
-                   jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None) -> None:
+                   jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None,
+                   layout: CardLayout | None) -> None:
     """``omr rescore --db``: re-score a results store in place, optionally export it."""
     from omr.store import open_store
-    from scoring import load_key
 
     if results is None and db_path is None:
         raise click.UsageError("give RESULTS (a results CSV or JSON Lines file) or --db STORE")
@@ -635,7 +642,7 @@ def _rescore_store(results: str | None, db_path: str | None, key_path: str, out:
         raise click.UsageError("--details is for RESULTS files; export the store, then rescore the CSV")
     from omr.cli_keys import _default_by, applied_lines
 
-    key = load_key(key_path)
+    key = _rescore_key(key_path, layout if layout is not None else _store_layout(db_path))
     with open_store(db_path) as store:
         applied = store.apply_key(key, by=by or _default_by(), reason=reason or f"omr rescore --key {key_path}",
                                   source=key_path, rescore_all=True)
@@ -670,8 +677,10 @@ def _rescore_store(results: str | None, db_path: str | None, key_path: str, out:
                            "user name]")
 @click.option("--reason", help="With --db: why (recorded with the revision).  [default: 'omr rescore "
                                "--key KEY']")
+@_layout_option
 def rescore(results: str | None, db_path: str | None, key_path: str, out: str | None,
-            jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None) -> None:
+            jsonl_path: str | None, details: bool | None, by: str | None, reason: str | None,
+            layout_path: CardLayout | None) -> None:
     """Score RESULTS (a spec §6 CSV, or .jsonl) again with a new key.
 
     Every row is re-scored from its stored responses and version; status and flags
@@ -682,18 +691,18 @@ def rescore(results: str | None, db_path: str | None, key_path: str, out: str | 
     ('omr key add' does the same; --out/--jsonl then export it).
     """
     if db_path or results is None:
-        _rescore_store(results, db_path, key_path, out, jsonl_path, details, by, reason)
+        _rescore_store(results, db_path, key_path, out, jsonl_path, details, by, reason, layout_path)
         return
     import time
 
-    from scoring import load_key, read_results, rescore_rows
+    from scoring import read_results, rescore_rows
     from scoring.export import write_csv, write_jsonl
     from scoring.rows import CERTIFICATE_COLUMN
 
     if not (out or jsonl_path):
         raise click.UsageError("nothing to write: give --out and/or --jsonl")
     t0 = time.perf_counter()
-    key = load_key(key_path)
+    key = _rescore_key(key_path, _layout(layout_path))
     old = read_results(results)
     if details is None:
         details = any(name == CERTIFICATE_COLUMN for row in old[:1] for name, _ in row.extra)

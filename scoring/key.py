@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+import reprlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,7 +33,9 @@ __all__ = [
     "AcceptedAnswers",
     "AnswerKey",
     "DEFAULT_OPTIONS",
+    "DEFAULT_VERSION_LABELS",
     "Domain",
+    "KNOWN_EXAMS",
     "REGULATION_DOMAINS",
     "VersionKey",
     "key_to_dict",
@@ -46,6 +50,10 @@ ANNULLED_POLICIES = ("exclude", "credit")
 _NON_OPTION_CHARS = "-*?"
 #: pass mark when the key does not give ``pass_percent``
 _DEFAULT_PASS_PERCENT = {"LEK": 56, "LDEK": 56, "PES": 60}
+#: ``exam`` values known without the key's own ``domains`` (another exam gives its own)
+KNOWN_EXAMS = ("LEK", "LDEK", "PES")
+#: version labels when the card layout's are not given: one capital letter
+DEFAULT_VERSION_LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 #: The regulation's split of the 200 questions into fields, in master-number order (spec §4).
 #: LEK names as listed in the LEK/LDEK regulation (§2; quoted from memory, not checked
@@ -174,7 +182,8 @@ class AnswerKey:
         )
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>", options: str | None = None) -> AnswerKey:
+    def from_dict(cls, data: Any, source: str = "<dict>", options: str | None = None,
+                  version_labels: str | None = None) -> AnswerKey:
         """Build and validate a key from its JSON form (spec §4).
 
         Parameters
@@ -186,6 +195,9 @@ class AnswerKey:
         options : str, optional
             The card's option letters (``layout.options``).  Default: the key's own
             ``options`` field, else ``"ABCDE"``.  When both are given they must agree.
+        version_labels : str, optional
+            The version letters printed on the card (``layout.version.labels``): every
+            version of the key must be one of them.  Default: any one capital letter.
 
         Returns
         -------
@@ -198,7 +210,9 @@ class AnswerKey:
             fields, a key of the wrong length, letters outside the options, annulled or
             accepted numbers out of range, an ``order`` that is not a permutation, a
             bad policy or pass mark, domains that overlap or do not add up, an LEK/LDEK
-            key whose question count does not fit the regulation's breakdown.
+            key whose question count does not fit the regulation's breakdown, a version
+            not printed on the card, an ``exam`` that is not `KNOWN_EXAMS` without its
+            own ``domains``, every question annulled.
 
         Examples
         --------
@@ -207,10 +221,10 @@ class AnswerKey:
         >>> key.max_points, key.version("A").order
         (2, (1, 2, 3))
         """
-        return _Parser(data, source).parse(cls, options)
+        return _Parser(data, source).parse(cls, options, version_labels)
 
 
-def load_key(path: str | Path, *, options: str | None = None) -> AnswerKey:
+def load_key(path: str | Path, *, options: str | None = None, version_labels: str | None = None) -> AnswerKey:
     """Read and validate an answer key JSON file (spec §4).
 
     Parameters
@@ -218,6 +232,8 @@ def load_key(path: str | Path, *, options: str | None = None) -> AnswerKey:
     path : str or Path
     options : str, optional
         The card's option letters (``layout.options``); see `AnswerKey.from_dict`.
+    version_labels : str, optional
+        The card's version letters (``layout.version.labels``); see `AnswerKey.from_dict`.
 
     Returns
     -------
@@ -244,7 +260,13 @@ def load_key(path: str | Path, *, options: str | None = None) -> AnswerKey:
         raise AnswerKeyError(
             f"answer key {path} is not valid JSON: line {err.lineno} column {err.colno}: {err.msg}"
         ) from err
-    return AnswerKey.from_dict(data, source=str(path), options=options)
+    except RecursionError:
+        raise AnswerKeyError(f"answer key {path}: nested too deeply to be a key (lists or objects within "
+                             "each other hundreds of levels down); check the file") from None
+    except ValueError as err:  # an integer of thousands of digits
+        raise AnswerKeyError(f"answer key {path} cannot be read: {err}; no field of a key needs such a "
+                             "number") from None
+    return AnswerKey.from_dict(data, source=str(path), options=options, version_labels=version_labels)
 
 
 def key_to_dict(key: AnswerKey) -> dict[str, Any]:
@@ -292,6 +314,23 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 40, 40, 24
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: short whatever its size or depth."""
+    try:
+        return _SHORT.repr(value)
+    except (ValueError, RecursionError):  # an int too long to print
+        return f"<a {type(value).__name__} too large to show>"
+
+
+def _repeated(values: Iterable[Any]) -> list[Any]:
+    """The values occurring more than once, sorted (one pass: keys may be long)."""
+    return sorted(v for v, n in Counter(values).items() if n > 1)
+
+
 def _listing(numbers: list[int], limit: int = 8) -> str:
     """``1, 2, 3`` or ``1, 2, … (12 in all)``."""
     shown = ", ".join(str(n) for n in numbers[:limit])
@@ -317,22 +356,28 @@ class _Parser:
                 hint = f"did you mean {close[0]!r}?" if close else f"known fields: {', '.join(known)}"
                 raise self.fail(f"{prefix}{name}", f"unknown field; {hint}")
 
-    def parse(self, cls: type[AnswerKey], options: str | None) -> AnswerKey:
+    def parse(self, cls: type[AnswerKey], options: str | None, version_labels: str | None) -> AnswerKey:
         data = self.data
         self.check_fields(data, _TOP_FIELDS, "")
-        exam = self.text("exam")
+        exam = self.exam()
         session = self.text("session")
         options = self.options(options)
         versions_raw = data.get("versions")
         if not isinstance(versions_raw, dict) or not versions_raw:
-            raise self.fail("versions", f"expected an object with at least one version, got {versions_raw!r}")
+            raise self.fail("versions", f"expected an object with at least one version, got "
+                                        f"{_shown(versions_raw)}")
         questions = self.questions(versions_raw)
-        versions = tuple(self.version(name, raw, questions, options) for name, raw in versions_raw.items())
+        labels = DEFAULT_VERSION_LABELS if version_labels is None else version_labels
+        versions = tuple(self.version(name, raw, questions, options, labels, version_labels is not None)
+                         for name, raw in versions_raw.items())
         annulled = self.annulled(questions)
         accepted = self.accepted(questions, options)
         policy = data.get("annulled_policy", "exclude")
         if policy not in ANNULLED_POLICIES:
-            raise self.fail("annulled_policy", f"expected 'exclude' or 'credit', got {policy!r}")
+            raise self.fail("annulled_policy", f"expected 'exclude' or 'credit', got {_shown(policy)}")
+        if len(annulled) == questions:
+            raise self.fail("annulled", f"every one of the {questions} questions is annulled: nothing is left "
+                                        "to score; annul only the questions the objections committee struck")
         return cls(
             exam=exam,
             session=session,
@@ -350,14 +395,25 @@ class _Parser:
     def text(self, name: str) -> str:
         value = self.data.get(name, "")
         if not isinstance(value, str):
-            raise self.fail(name, f"expected a string, got {value!r}")
+            raise self.fail(name, f"expected a string, got {_shown(value)}")
         return value
+
+    def exam(self) -> str:
+        """``exam``: a known exam (which implies its fields and pass mark), or any other
+        name when the key gives its own ``domains`` (nothing is implied then)."""
+        exam = self.text("exam")
+        if not exam or exam.upper() in KNOWN_EXAMS or "domains" in self.data:
+            return exam
+        close = difflib.get_close_matches(exam.upper(), KNOWN_EXAMS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise self.fail("exam", f"{_shown(exam)} is not a known exam ({', '.join(KNOWN_EXAMS)}); {hint}a key for "
+                                "another exam gives its own 'domains' (and 'pass_percent')")
 
     def options(self, given: str | None) -> str:
         own = self.data.get("options")
         if own is not None:
             if not isinstance(own, str):
-                raise self.fail("options", f"expected a string of option letters, got {own!r}")
+                raise self.fail("options", f"expected a string of option letters, got {_shown(own)}")
             if given is not None and own != given:
                 raise self.fail("options", f"the key says {own!r} but the card layout has {given!r}; "
                                            "use the key written for this card")
@@ -383,19 +439,22 @@ class _Parser:
                 return len(key)
             raise self.fail("questions", "missing, and the first version has no key to count")
         if not _is_int(value) or value < 1:
-            raise self.fail("questions", f"expected a positive integer, got {value!r}")
+            raise self.fail("questions", f"expected a positive integer, got {_shown(value)}")
         return value
 
-    def version(self, name: Any, raw: Any, questions: int, options: str) -> VersionKey:
-        path = f"versions.{name}"
-        if not name or not name.strip() or name != name.strip():
-            raise self.fail(path, "version names must be non-empty, without surrounding spaces")
+    def version(self, name: Any, raw: Any, questions: int, options: str, labels: str,
+                from_layout: bool) -> VersionKey:
+        path = f"versions.{_shown(name)[1:-1]}"
+        if not isinstance(name, str) or len(name) != 1 or name not in labels:
+            where = (f"the card's version labels are {', '.join(labels)}" if from_layout else
+                     "a version is one capital letter as marked on the card (A, B, ...)")
+            raise self.fail(path, f"{_shown(name)} is not a version of this card: {where}")
         if not isinstance(raw, dict):
-            raise self.fail(path, f"expected an object with 'key' (and optional 'order'), got {raw!r}")
+            raise self.fail(path, f"expected an object with 'key' (and optional 'order'), got {_shown(raw)}")
         self.check_fields(raw, _VERSION_FIELDS, f"{path}.")
         answers = raw.get("key")
         if not isinstance(answers, str):
-            raise self.fail(f"{path}.key", f"expected a string of {questions} letters, got {answers!r}")
+            raise self.fail(f"{path}.key", f"expected a string of {questions} letters, got {_shown(answers)}")
         if len(answers) != questions:
             raise self.fail(f"{path}.key", f"{len(answers)} letters, but the key has {questions} questions")
         bad = [p + 1 for p, c in enumerate(answers) if c not in options]
@@ -432,26 +491,25 @@ class _Parser:
     def annulled(self, questions: int) -> tuple[int, ...]:
         raw = self.data.get("annulled", [])
         if not isinstance(raw, list):
-            raise self.fail("annulled", f"expected a list of master question numbers, got {raw!r}")
+            raise self.fail("annulled", f"expected a list of master question numbers, got {_shown(raw)}")
         for i, v in enumerate(raw):
             if not _is_int(v) or not 1 <= v <= questions:
-                raise self.fail(f"annulled[{i}]", f"{v!r} is not a question number 1..{questions}")
+                raise self.fail(f"annulled[{i}]", f"{_shown(v)} is not a question number 1..{questions}")
         if len(set(raw)) != len(raw):
-            twice = sorted({v for v in raw if raw.count(v) > 1})
-            raise self.fail("annulled", f"{_listing(twice)} listed more than once")
+            raise self.fail("annulled", f"{_listing(_repeated(raw))} listed more than once")
         return tuple(sorted(raw))
 
     def accepted(self, questions: int, options: str) -> tuple[AcceptedAnswers, ...]:
         raw = self.data.get("accepted", {})
         if not isinstance(raw, dict):
-            raise self.fail("accepted", f"expected an object like {{\"45\": \"BD\"}}, got {raw!r}")
+            raise self.fail("accepted", f"expected an object like {{\"45\": \"BD\"}}, got {_shown(raw)}")
         out = []
         for name, letters in raw.items():
-            path = f"accepted.{name}"
-            if not (name.isascii() and name.isdigit()) or not 1 <= int(name) <= questions:
-                raise self.fail(path, f"{name!r} is not a question number 1..{questions}")
+            path = f"accepted.{_shown(name)[1:-1]}"
+            if not (name.isascii() and name.isdigit() and len(name) <= 9) or not 1 <= int(name) <= questions:
+                raise self.fail(path, f"{_shown(name)} is not a question number 1..{questions}")
             if not isinstance(letters, str) or not letters:
-                raise self.fail(path, f"expected a string of accepted letters like 'BD', got {letters!r}")
+                raise self.fail(path, f"expected a string of accepted letters like 'BD', got {_shown(letters)}")
             bad = [c for c in letters if c not in options]
             if bad:
                 raise self.fail(path, f"letter {bad[0]!r} is not one of the options {options!r}")
@@ -472,7 +530,7 @@ class _Parser:
                                                 "give e.g. \"pass_percent\": 56")
             return default
         if not _is_int(value) or not 0 <= value <= 100:
-            raise self.fail("pass_percent", f"expected a whole percentage 0..100, got {value!r}")
+            raise self.fail("pass_percent", f"expected a whole percentage 0..100, got {_shown(value)}")
         return value
 
     def domains(self, exam: str, questions: int) -> tuple[Domain, ...]:
@@ -503,9 +561,9 @@ class _Parser:
         names = [name for name, _ in items]
         for i, name in enumerate(names):
             if not isinstance(name, str) or not name.strip():
-                raise self.fail(f"domains[{i}].name", f"expected a non-empty name, got {name!r}")
+                raise self.fail(f"domains[{i}].name", f"expected a non-empty name, got {_shown(name)}")
         if len(set(names)) != len(names):
-            raise self.fail("domains", f"names repeat: {sorted({n for n in names if names.count(n) > 1})}")
+            raise self.fail("domains", f"names repeat: {_shown(_repeated(names))}")
         if all(_is_int(q) for _, q in items):
             total = sum(q for _, q in items)
             if total != questions or any(q < 0 for _, q in items):
@@ -514,7 +572,7 @@ class _Parser:
         seen: dict[int, str] = {}
         out = []
         for name, qs in items:
-            path = f"domains.{name}"
+            path = f"domains.{_shown(name)[1:-1]}"
             if not isinstance(qs, list) or not all(_is_int(q) for q in qs):
                 raise self.fail(path, "expected a count (all domains) or a list of master numbers")
             for q in qs:

@@ -210,6 +210,8 @@ def test_the_readme_exit_code_table(batch: Path, tmp_path: Path, monkeypatch: py
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "bad-key.json").write_text('{"exam": "LEK", "versions": {"A": {"key": "AB"}}}', encoding="utf-8")
     (tmp_path / "bad-layout.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "x-key.json").write_text(json.dumps({**KEY, "versions": {"X": KEY["versions"]["A"]}}),
+                                         encoding="utf-8")
     (tmp_path / "junk.sqlite").write_bytes(b"\x00junk" * 1000)
     results = results_csv(tmp_path / "r.csv", 3)
     cases = [
@@ -221,6 +223,10 @@ def test_the_readme_exit_code_table(batch: Path, tmp_path: Path, monkeypatch: py
         (2, ["scan", batch / "in", "--key", key, "--layout", tmp_path / "bad-layout.json", "--out",
              tmp_path / "o.csv"], "error: LayoutError: "),
         (2, ["rescore", key, "--key", key, "--out", tmp_path / "o.csv"], "error: ScoringError: "),
+        (2, ["rescore", results, "--key", tmp_path / "x-key.json", "--out", tmp_path / "o.csv"],
+         "versions.X: 'X' is not a version of this card: the card's version labels are A, B, C, D"),
+        (2, ["scan", batch / "in", "--key", tmp_path / "x-key.json", "--out", tmp_path / "o.csv"],
+         "versions.X: 'X' is not a version of this card"),
         (3, ["export", "--db", tmp_path / "junk.sqlite", "--out", tmp_path / "o.csv"], "error: StoreError: "),
         (3, ["inspect", batch / "in" / "card-000.jpg", "--out", tmp_path / "no" / "o.png"],
          f"error: OutputError: cannot write overlay {tmp_path / 'no' / 'o.png'}: No such file or directory"),

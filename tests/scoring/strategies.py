@@ -23,7 +23,7 @@ def key_dicts(draw: st.DrawFn, max_questions: int = 30) -> dict:
             entry["order"] = draw(st.permutations(range(1, q + 1)))
         versions[name] = entry
     masters = st.integers(1, q)
-    annulled = draw(st.lists(masters, unique=True, max_size=q))
+    annulled = draw(st.lists(masters, unique=True, max_size=q - 1))  # a key annulling all is refused
     letters = st.lists(st.sampled_from(options), min_size=1, unique=True).map("".join)
     accepted = draw(st.dictionaries(masters.map(str), letters, max_size=4))
     key = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -141,8 +142,9 @@ def test_passed_is_decided_on_the_exact_ratio_not_the_rounded_percent() -> None:
 
 
 def test_no_question_left_to_score_gives_zero_and_nobody_passes() -> None:
-    key = AnswerKey.from_dict({"questions": 2, "versions": {"A": {"key": "AB"}}, "annulled": [1, 2],
-                               "pass_percent": 0})
+    # a key file annulling every question is refused (test_key); the core stays defined on one
+    key = dataclasses.replace(AnswerKey.from_dict({"questions": 2, "versions": {"A": {"key": "AB"}},
+                                                   "pass_percent": 0}), annulled=(1, 2))
     got = score_responses(["AB", "--"], ["A", "A"], key)
     assert got.max_points == 0
     assert got.correct.tolist() == [0, 0]

@@ -192,3 +192,134 @@ def test_load_key_file_errors(tmp_path: Path) -> None:
 def test_keys_are_hashable_and_equal_by_value() -> None:
     assert AnswerKey.from_dict(GOOD) == AnswerKey.from_dict(copy.deepcopy(GOOD))
     assert hash(AnswerKey.from_dict(GOOD)) == hash(AnswerKey.from_dict(copy.deepcopy(GOOD)))
+
+
+# -- hostile keys (issue 16, item 17): each a clear error naming the field ---------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "labels", "message"),
+    [
+        ({"versions__X": {"key": "ABCDE" * 40}}, "ABCD",
+         r"versions\.X: 'X' is not a version of this card: the card's version labels are A, B, C, D"),
+        ({"versions__b": {"key": "ABCDE" * 40}}, "ABCD", r"versions\.b: 'b' is not a version of this card"),
+        ({"versions__b": {"key": "ABCDE" * 40}}, None,
+         r"versions\.b: 'b' is not a version of this card: a version is one capital letter"),
+        ({"versions__AB": {"key": "ABCDE" * 40}}, None, r"versions\.AB: 'AB' is not a version"),
+        ({"versions__ A": {"key": "ABCDE" * 40}}, None, r"versions\. A: ' A' is not a version"),
+    ],
+)
+def test_versions_must_be_printed_on_the_card(changes: dict, labels: str | None, message: str) -> None:
+    data = copy.deepcopy(GOOD)
+    data["versions"].update({k.split("__")[1]: v for k, v in changes.items()})
+    with pytest.raises(AnswerKeyError, match=message):
+        AnswerKey.from_dict(data, version_labels=labels)
+
+
+def test_a_layout_with_other_labels_allows_them() -> None:
+    data = copy.deepcopy(GOOD)
+    data["versions"] = {"X": data["versions"]["A"], "Y": data["versions"]["B"]}
+    assert AnswerKey.from_dict(data, version_labels="XYZ").version_names == ("X", "Y")
+
+
+def test_an_unknown_exam_is_refused_unless_the_key_brings_its_fields() -> None:
+    with pytest.raises(AnswerKeyError,
+                       match=r"exam: 'LEKK' is not a known exam \(LEK, LDEK, PES\); did you mean 'LEK'\? a key "
+                             r"for another exam gives its own 'domains'"):
+        AnswerKey.from_dict(edited(exam="LEKK"))
+    own = AnswerKey.from_dict(edited(exam="LEKK", domains=[{"name": "all", "questions": 200}]))
+    assert own.exam == "LEKK" and [d.name for d in own.domains] == ["all"]
+    assert AnswerKey.from_dict(edited(exam="ldek")).domains[0].name == "LDEK field 1"
+    assert AnswerKey.from_dict(edited(exam="")).domains == ()
+
+
+@pytest.mark.parametrize("policy", ["exclude", "credit"])
+def test_a_key_annulling_every_question_is_refused(policy: str) -> None:
+    with pytest.raises(AnswerKeyError, match=r"annulled: every one of the 200 questions is annulled"):
+        AnswerKey.from_dict(edited(annulled=list(range(1, 201)), annulled_policy=policy))
+    assert AnswerKey.from_dict(edited(annulled=list(range(1, 200)))).max_points == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"exam": "LEK", "questions": 1' + "0" * 5000 + "}", r"big\.json cannot be read: Exceeds the limit"),
+        ('{"exam": "LEK", "versions": ' + "[" * 100_000 + "]" * 100_000 + "}", r"big\.json: nested too deeply"),
+    ],
+)
+def test_huge_numbers_and_deep_nesting_in_the_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "big.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(AnswerKeyError, match=message):
+        load_key(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"questions": 10**4000}, r"questions: 200 letters, but|versions\.A\.key: 200 letters, but the key has 1000"),
+        ({"pass_percent": 10**4000}, r"pass_percent: expected a whole percentage 0\.\.100, got 1000.{0,30}$"),
+        ({"annulled": [10**4000]}, r"annulled\[0\]: 1000.{0,30} is not a question number 1\.\.200$"),
+        ({"accepted": {"1" * 5000: "B"}}, r"accepted\.1111.{0,40}: '1111.{0,40} is not a question number"),
+        ({"versions__A__order": [[[[[[[[1]]]]]]]] + [1] * 199}, r"versions\.A\.order: expected a list of"),
+        ({"annulled_policy": [[[[[[[[[[1]]]]]]]]]]}, r"annulled_policy: expected .*got \[\[\[\[\.\.\.\]\]\]\]$"),
+        ({"versions__A": [[[[[[[[[[1]]]]]]]]]]}, r"versions\.A: expected an object .*got \[\[\[\[\.\.\.\]\]\]\]$"),
+    ],
+)
+def test_huge_and_deep_values_give_short_messages(changes: dict, message: str) -> None:
+    with pytest.raises(AnswerKeyError, match=message):
+        AnswerKey.from_dict(edited(**changes))
+
+
+class CountingList(list):
+    """A list that counts how many elements its methods walk through."""
+
+    visits = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        for item in super().__iter__():
+            CountingList.visits += 1
+            yield item
+
+    def count(self, value):  # type: ignore[no-untyped-def]
+        CountingList.visits += len(self)
+        return super().count(value)
+
+    def index(self, *args):  # type: ignore[no-untyped-def]
+        CountingList.visits += len(self)
+        return super().index(*args)
+
+    def __contains__(self, value):  # type: ignore[no-untyped-def]
+        CountingList.visits += len(self)
+        return super().__contains__(value)
+
+
+@pytest.mark.parametrize("field", ["annulled", "order", "domains"])
+def test_duplicate_checks_of_a_large_key_are_linear(field: str) -> None:
+    """A 600 KB key took 30 s (quadratic duplicate checks); count the list walks instead
+    of timing them: a constant number of passes over each list, whatever its length."""
+    n = 50_000
+    data: dict = {"questions": n, "versions": {"A": {"key": "A" * n}}, "pass_percent": 50}
+    if field == "annulled":
+        data["annulled"] = CountingList([*range(1, n - 1), 5])
+        message = r"annulled: 5 listed more than once"
+    elif field == "order":
+        data["versions"]["A"]["order"] = CountingList([*range(1, n), 5])
+        message = r"order: not a permutation of 1\.\.50000: 5 listed more than once; missing 50000"
+    else:
+        data["domains"] = CountingList([*({"name": f"d{i}", "questions": 1} for i in range(n - 1)),
+                                        {"name": "d7", "questions": 1}])
+        message = r"domains: names repeat: \['d7'\]"
+    CountingList.visits = 0
+    with pytest.raises(AnswerKeyError, match=message):
+        AnswerKey.from_dict(data)
+    assert CountingList.visits <= 10 * n
+
+
+def test_the_parser_finds_repeats_in_one_pass() -> None:
+    from scoring.key import _repeated
+
+    values = CountingList([*range(100_000), 3, 99_999, 3])
+    CountingList.visits = 0
+    assert _repeated(values) == [3, 99_999]
+    assert CountingList.visits == len(values)
