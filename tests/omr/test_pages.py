@@ -287,3 +287,207 @@ def test_to_gray_u8_rules():
         to_gray_u8(np.zeros((2, 2), np.float32))
     with pytest.raises(ImageReadError, match=r"unsupported shape \(2, 2, 5\)"):
         to_gray_u8(np.zeros((2, 2, 5), np.uint8))
+
+
+# -- hostile inputs (issue 16) ------------------------------------------------------------
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming ``width`` x ``height`` (no pixel data)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _jpeg_claiming(width: int, height: int, tmp_path: Path) -> bytes:
+    """A small real JPEG whose frame header is edited to claim ``width`` x ``height``,
+    after a 3 KiB metadata segment (so the frame header is past the first KiB)."""
+    data = cv2.imencode(".jpg", gray_image(16, 16))[1].tobytes()
+    app = b"\xff\xe1" + (3002).to_bytes(2, "big") + b"\0" * 3000
+    data = data[:2] + app + data[2:]
+    sof = data.index(b"\xff\xc0")
+    return data[:sof + 5] + height.to_bytes(2, "big") + width.to_bytes(2, "big") + data[sof + 9:]
+
+
+def test_a_named_pipe_and_a_device_are_error_pages_never_opened_for_reading(tmp_path):
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    refs = list(iter_pages([str(tmp_path)], keep=LastFile()))
+    assert [(Path(r.source).name, r.kind) for r in refs] == [("pipe.jpg", "special"), ("zero.png", "special")]
+    with pytest.raises(ImageReadError, match=r"pipe.jpg: is a named pipe \(FIFO\), not an image file"):
+        load_page(refs[0])
+    with pytest.raises(ImageReadError, match=r"zero.png: is a character device"):
+        load_page(refs[1])
+
+
+def test_a_file_turned_into_a_pipe_after_listing_is_not_opened_blocking(tmp_path):
+    path = tmp_path / "late.jpg"
+    cv2.imwrite(str(path), gray_image())
+    ref = ref_of(path)
+    path.unlink()
+    os.mkfifo(path)
+    with pytest.raises(ImageReadError, match="is a named pipe"):
+        load_page(ref)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_page(tmp_path, monkeypatch):
+    (tmp_path / "ok").mkdir()
+    cv2.imwrite(str(tmp_path / "ok" / "a.png"), gray_image())
+    (tmp_path / "locked").mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(pages_module.os, "scandir", scandir)
+    refs = list(iter_pages([str(tmp_path)]))
+    assert [Path(r.source).name for r in refs] == ["locked", "a.png"]
+    with pytest.raises(ImageReadError, match=r"locked: cannot list the folder: Permission denied"):
+        load_page(refs[0])
+
+
+def test_a_path_over_the_os_limit_is_an_error_page(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 x 250 characters: over PATH_MAX (4096)
+            os.mkdir("d" * 250, dir_fd=fd)
+            sub = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+    finally:
+        os.close(fd)
+    refs = list(iter_pages([str(tmp_path)]))
+    assert len(refs) == 1 and len(refs[0].source) > 4096
+    with pytest.raises(ImageReadError, match="File name too long"):
+        load_page(refs[0])
+
+
+def test_folder_links_are_followed_once_loops_refused_and_skipped_names_reported(tmp_path):
+    (tmp_path / "other").mkdir()
+    for name in ("x.jpg", "y.jpg"):
+        (tmp_path / "other" / name).write_bytes(b"x")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(b"x")
+    (tmp_path / "in" / "anim.gif").write_bytes(b"x")
+    (tmp_path / "in" / "notes.txt").write_bytes(b"x")
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "other")
+    (tmp_path / "in" / "again").symlink_to(tmp_path / "other")
+    (tmp_path / "in" / "loop").symlink_to(tmp_path / "in")
+    skipped = []
+    got = [os.path.relpath(p, tmp_path / "in") for p in iter_sources([str(tmp_path / "in")], skipped.append)]
+    assert got == ["a.png", "again/x.jpg", "again/y.jpg"]
+    reasons = {os.path.relpath(s.path, tmp_path / "in"): s.reason for s in skipped}
+    assert set(reasons) == {"anim.gif", "notes.txt", "linked", "loop"}
+    assert "not a card image name" in reasons["anim.gif"]
+    assert "the same folder as" in reasons["linked"] and "the same folder as" in reasons["loop"]
+
+
+def test_recursive_globs_list_each_file_once_through_links_and_loops(tmp_path):
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "card.jpg").write_bytes(b"x")
+    (root / "a" / "b" / "up").symlink_to(root)  # a loop
+    (root / "a" / "back").symlink_to(root / "a")  # a second loop
+    (root / "side").symlink_to(root / "a" / "b")  # a second route
+    got = list(iter_sources([str(root / "**" / "*.jpg")]))
+    assert got == [str(root / "a" / "b" / "card.jpg")]
+    assert list(iter_sources([str(root / "**")])) == [str(root / "a" / "b" / "card.jpg")]
+
+
+def test_a_relative_recursive_glob_yields_relative_paths(tmp_path, monkeypatch):
+    (tmp_path / "s" / "t").mkdir(parents=True)
+    (tmp_path / "s" / "t" / "p.png").write_bytes(b"x")
+    (tmp_path / "s" / "q.jpg").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    assert list(iter_sources(["**/*.png", "s/**/*.jpg"])) == ["s/t/p.png", "s/q.jpg"]
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["from-file", "from-kept-bytes"])
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_a_raster_over_the_cap_is_refused_from_its_header(tmp_path, kind, kept, monkeypatch):
+    path = tmp_path / f"huge.{kind}"
+    path.write_bytes(_png_header(60_000, 60_000) if kind == "png" else _jpeg_claiming(60_000, 60_000, tmp_path))
+    monkeypatch.setattr(pages_module.cv2, "imread", lambda *a: pytest.fail("decoded anyway"))
+    monkeypatch.setattr(pages_module.cv2, "imdecode", lambda *a: pytest.fail("decoded anyway"))
+    keep = LastFile() if kept else None
+    with pytest.raises(ImageReadError, match=r"huge.* page 1: 60000 x 60000 pixels \(3600 million\) is more"):
+        load_page(ref_of(path, keep=keep), kept=keep)
+
+
+def test_a_raster_under_the_cap_after_large_metadata_is_read(tmp_path):
+    path = tmp_path / "meta.jpg"
+    path.write_bytes(_jpeg_claiming(16, 16, tmp_path))
+    assert load_page(ref_of(path)).shape == (16, 16)
+
+
+def test_tiff_and_pdf_pages_over_the_cap_are_refused_before_decoding(tmp_path, monkeypatch):
+    monkeypatch.setattr(pages_module, "MAX_PAGE_PIXELS", 100 * 100)
+    Image.fromarray(gray_image(120, 100)).save(tmp_path / "big.tif")
+    with pytest.raises(ImageReadError, match=r"big.tif page 1: 100 x 120 pixels"):
+        load_page(ref_of(tmp_path / "big.tif"))
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument.new()
+    pdf.new_page(14173, 14173)  # 5 m square
+    pdf.save(tmp_path / "huge.pdf")
+    pdf.close()
+    monkeypatch.setattr(pages_module, "MAX_PAGE_PIXELS", 80_000_000)
+    with pytest.raises(ImageReadError, match=r"huge.pdf page 1: 59054 x 59054 pixels \(a 5000 x 5000 mm page"):
+        load_page(ref_of(tmp_path / "huge.pdf"))
+
+
+def test_a_multipage_tiff_is_read_in_linear_time(tmp_path, monkeypatch):
+    from PIL import TiffImagePlugin
+
+    n = 300
+    frames = [Image.fromarray(gray_image(8, 8, seed=i)) for i in range(n)]
+    frames[0].save(tmp_path / "many.tif", save_all=True, append_images=frames[1:])
+    loads = []
+    real = TiffImagePlugin.ImageFileDirectory_v2.load
+    monkeypatch.setattr(TiffImagePlugin.ImageFileDirectory_v2, "load",
+                        lambda self, fp: (loads.append(1), real(self, fp))[1])
+    refs = list(iter_pages([str(tmp_path / "many.tif")]))
+    got = [load_page(r) for r in refs]
+    assert len(got) == n and all(g.shape == (8, 8) for g in got)
+    np.testing.assert_array_equal(got[-1], np.asarray(frames[-1]))
+    assert len(loads) <= 10 * n  # a few reads per directory (n^2 / 2 = 45,000 before)
+
+
+def _pdf_without_pages() -> bytes:
+    """A well-formed PDF whose page tree is empty (pdfium says "Success" and fails)."""
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [] /Count 0 >>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + obj + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    return out + f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+
+
+def test_pdf_messages_say_what_is_wrong(tmp_path, monkeypatch):
+    import pypdfium2 as pdfium
+
+    (tmp_path / "empty.pdf").write_bytes(_pdf_without_pages())
+    with pytest.raises(ImageReadError, match=r"empty.pdf: cannot open the PDF: it is damaged, .* or has no pages") as info:
+        load_page(ref_of(tmp_path / "empty.pdf"))
+    assert "Success" not in str(info.value)
+    (tmp_path / "cut.pdf").write_bytes(b"%PDF-1.4\n garbage")
+    with pytest.raises(ImageReadError, match=r"cut.pdf: cannot open the PDF: it is damaged, truncated, not a PDF"):
+        load_page(ref_of(tmp_path / "cut.pdf"))
+
+    def locked(path):
+        raise pdfium.PdfiumError("Failed to load document (PDFium: Incorrect password error).", err_code=4)
+
+    (tmp_path / "locked.pdf").write_bytes(b"%PDF-1.4\ntrailer << /Encrypt 5 0 R >>\n")
+    ref = ref_of(tmp_path / "locked.pdf")
+    monkeypatch.setattr(pdfium, "PdfDocument", locked)
+    with pytest.raises(ImageReadError, match=r"locked.pdf: cannot open the PDF: it is password-protected") as info:
+        load_page(ref)
+    assert "complete" not in str(info.value)
