@@ -323,3 +323,26 @@ def test_the_parser_finds_repeats_in_one_pass() -> None:
     CountingList.visits = 0
     assert _repeated(values) == [3, 99_999]
     assert CountingList.visits == len(values)
+def _within(seconds: float, call):
+    """``call()``, or TimeoutError after ``seconds`` (a quadratic check would run for minutes)."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still checking after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return call()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("annulled", list(range(1, 201)) * 500, r"annulled: 1, 2, 3.* listed more than once"),
+    ("domains", [{"name": f"d{i % 100}", "questions": [i % 200 + 1]} for i in range(60_000)], r"names repeat"),
+])
+def test_duplicates_in_a_huge_key_are_found_in_linear_time(field, value, message):
+    with pytest.raises(AnswerKeyError, match=message):
+        _within(10.0, lambda: AnswerKey.from_dict(edited(**{field: value})))
