@@ -18,10 +18,14 @@ it is complete.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import itertools
 import json
 import os
+import secrets
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
@@ -69,41 +73,108 @@ def _extra_cells(row: ResultRow, columns: Sequence[str], path: Path, n: int) -> 
 
 
 class _Replacing:
-    """Write ``path`` through a temporary sibling that replaces it on success.
+    """Write ``path`` through a new file in its folder that replaces it on success.
+
+    The new file is made by the system, never by name: an unnamed file
+    (``O_TMPFILE``) linked under a fresh random name only once it is complete, then
+    renamed over ``path``; where the file system has no unnamed files, a fresh random
+    name created exclusively (``O_EXCL``).  A link planted under a predictable name
+    (``.results.csv.partial``, as before) cannot redirect the write, and a run killed
+    while writing (even with SIGKILL) leaves no half-written file behind.
 
     A target that exists and is not a regular file (``/dev/stdout``, a FIFO) is written
     directly: nothing may be renamed over a device.  Any `OSError` (a full disk, a
     read-only file system, no permission) becomes an `OutputError` naming the file;
     the temporary file is removed and an earlier ``path`` is left as it was.
+
+    ``errors``: how text the encoding cannot hold is written (``omr-name-bytes``: a
+    file name that is not valid UTF-8 shows its odd bytes as ``\\xff``).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, errors: str = "strict") -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.errors = errors
+        self.folder = self.path.parent
+        self.named: Path | None = None  # the temporary name, when the file has one
+        self.direct = False
 
     def __enter__(self) -> TextIO:
         try:
-            direct = self.path.exists() and not self.path.is_file() and not self.path.is_dir()
-            self.target = self.path if direct else self.tmp
-            self.fh = open(self.target, "w", newline="", encoding="utf-8")
+            self.direct = self.path.exists() and not self.path.is_file() and not self.path.is_dir()
+            if self.direct:
+                self.fh = open(self.path, "w", newline="", encoding="utf-8", errors=self.errors)
+                return self.fh
+            try:
+                fd = os.open(self.folder, os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o644)
+            except (AttributeError, OSError) as err:
+                if isinstance(err, OSError) and err.errno not in _NO_TMPFILE_ERRNOS:
+                    raise
+                # no unnamed files here: an exclusive fresh name
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.folder)
+                self.named = Path(name)
+                os.fchmod(fd, 0o644 & ~_umask())
+            self.fh = open(fd, "w", newline="", encoding="utf-8", errors=self.errors)
         except OSError as err:
             raise OutputError.writing("results", self.path, err) from err
         return self.fh
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
-        done = False
         try:
-            self.fh.close()  # flushes: a full disk may show only here
-            if kind is None and self.target != self.path:
-                os.replace(self.tmp, self.path)
-            done = kind is None
+            if kind is None and not self.direct:
+                self.fh.flush()  # a full disk may show only here
+                if self.named is None:
+                    self.named = self._link(self.fh.fileno())
+            self.fh.close()
+            if kind is None and not self.direct:
+                assert self.named is not None
+                os.replace(self.named, self.path)
+                self.named = None
         except OSError as err:
             raise OutputError.writing("results", self.path, err) from err
         finally:
-            if not done and self.target != self.path:
-                self.tmp.unlink(missing_ok=True)
+            if self.named is not None:
+                self.named.unlink(missing_ok=True)
         if isinstance(value, OSError):
             raise OutputError.writing("results", self.path, value) from value
+
+    def _link(self, fd: int) -> Path:
+        """Give the unnamed file ``fd`` a fresh random name in the folder."""
+        # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N: os.link calls it only given a dir_fd
+        proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for _ in range(100):
+                name = self.folder / f".{self.path.name}.{secrets.token_hex(8)}.partial"
+                try:
+                    os.link(str(fd), name, src_dir_fd=proc, follow_symlinks=True)
+                    return name
+                except FileExistsError:
+                    continue
+        finally:
+            os.close(proc)
+        raise FileExistsError(f"{self.folder}: no free temporary name for {self.path.name}")
+
+
+#: errors of ``open(O_TMPFILE)`` meaning the file system has no unnamed files
+_NO_TMPFILE_ERRNOS = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def _escape_name_bytes(err: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte of a file name that is not UTF-8 (held by Python as a
+    surrogate escape, U+DC80..U+DCFF) written as ``\\xNN``, anything else as ``\\uNNNN``."""
+    assert isinstance(err, UnicodeEncodeError)
+    bad = err.object[err.start:err.end]
+    text = "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else f"\\u{ord(c):04x}"
+                   for c in bad)
+    return text, err.end
+
+
+codecs.register_error("omr-name-bytes", _escape_name_bytes)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_csv(
@@ -139,7 +210,7 @@ def write_csv(
     if clash:
         raise ScoringError(f"{path}: extra column {clash[0]!r} repeats a required column")
     n = 0
-    with _Replacing(path) as fh:
+    with _Replacing(path, errors="omr-name-bytes") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow([*RESULT_COLUMNS, *columns])
         for row in itertools.chain([first] if first is not None else [], it):
@@ -174,7 +245,13 @@ def write_jsonl(rows: Iterable[ResultRow], path: str | Path) -> int:
             }
             for name, value in row.extra:
                 record.setdefault(name, value)
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            line = json.dumps(record, ensure_ascii=False)
+            if not line.isascii():
+                try:
+                    line.encode("utf-8")
+                except UnicodeEncodeError:  # a file name that is not UTF-8: JSON's \udcff escapes, lossless
+                    line = json.dumps(record)
+            fh.write(line + "\n")
             n += 1
     return n
 

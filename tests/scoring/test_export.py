@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -151,3 +152,45 @@ def test_any_rows_round_trip(tmp_path: Path, rs: list[ResultRow]) -> None:
     write_jsonl(rs, tmp_path / "r.jsonl")
     assert read_csv(tmp_path / "r.csv") == rs
     assert read_jsonl(tmp_path / "r.jsonl") == rs
+
+
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed-file", "exclusive-name"])
+def test_a_planted_link_at_the_old_temporary_name_is_not_followed(tmp_path, monkeypatch, unnamed):
+    from scoring import export as export_module
+
+    if not unnamed:  # a file system without O_TMPFILE
+        monkeypatch.delattr(export_module.os, "O_TMPFILE")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / ".r.csv.partial").symlink_to(victim)
+    write_csv([ResultRow(source="a.jpg", page=1, status="error")], tmp_path / "r.csv")
+    assert victim.read_text() == "keep me"
+    assert read_csv(tmp_path / "r.csv")[0].source == "a.jpg"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.csv.partial", "r.csv", "victim.txt"]
+    assert oct((tmp_path / "r.csv").stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_failed_write_leaves_neither_a_file_nor_a_temporary_one(tmp_path):
+    def rows():
+        yield ResultRow(source="a.jpg", page=1, status="error")
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        write_csv(rows(), tmp_path / "r.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_name_that_is_not_utf8_is_exported(tmp_path):
+    odd = os.fsdecode(b"card-\xff.jpg")
+    row = ResultRow(source=odd, page=1, status="error", flags=(f"duplicate_page:{odd}",))
+    write_csv([row], tmp_path / "r.csv")
+    text = (tmp_path / "r.csv").read_bytes().decode("utf-8")  # still UTF-8
+    assert "card-\\xff.jpg" in text
+    write_jsonl([row], tmp_path / "r.jsonl")
+    assert read_jsonl(tmp_path / "r.jsonl")[0].source == odd  # lossless
