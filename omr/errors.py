@@ -15,7 +15,8 @@
     ├── EnvironmentFault          the machine around the run fails: nothing wrong with   3
     │   │                         the inputs, run again once it is fixed
     │   ├── StoreError            the results store cannot be opened or written (disk
-    │   │                         full, read-only, corrupt, locked, not a store)
+    │   │   │                     full, read-only, corrupt, locked, not a store)
+    │   │   └── StoreLockedError  another ``omr scan`` is writing the store
     │   ├── OutputError           an output file cannot be written (disk full, read-only,
     │   │                         no permission, no such folder)
     │   └── BarcodeError          the barcode library is unusable (e.g. libzbar missing)
@@ -46,6 +47,7 @@ __all__ = [
     "ReviewError",
     "ScoringError",
     "StoreError",
+    "StoreLockedError",
     "ThresholdsError",
 ]
 
@@ -104,6 +106,12 @@ class EnvironmentFault(OmrError):
 
 class StoreError(EnvironmentFault):
     code = "store"
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the results store as its writer (an ``omr scan`` running)."""
+
+    code = "store_locked"
 
 
 class OutputError(EnvironmentFault):

@@ -68,9 +68,11 @@ Policies (what a re-run or an odd batch does):
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import inspect
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,7 +84,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from omr.errors import OmrError, StoreError
+from omr.errors import OmrError, StoreError, StoreLockedError
 from omr.flags import Flag, decide_status
 from omr.pages import PageRef
 from omr.pipeline import PageOutcome
@@ -108,6 +110,7 @@ __all__ = [
     "StatusCounts",
     "StoredRow",
     "effective_status_flags",
+    "flag_path",
     "open_store",
     "store_fault",
 ]
@@ -182,6 +185,8 @@ _ADDED_COLUMNS = (
     ("box_shifts", "BLOB"),
     ("part", "INTEGER"),
     ("key_revision", "INTEGER"),
+    # 1 once a page whose worker crashed was read again by a later run (retried once)
+    ("crash_retried", "INTEGER NOT NULL DEFAULT 0"),
 )
 #: tables, indexes and triggers created at every open when missing (same rule)
 _MIGRATION = """
@@ -209,6 +214,15 @@ CREATE TABLE IF NOT EXISTS key_revisions (
     source TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS review_events_page ON review_events (source, page, content_hash);
+-- a page is known by its file's absolute path, whatever form of the path a run was given
+CREATE INDEX IF NOT EXISTS pages_path ON pages (path, page);
+-- which pages each run's inputs held (iter_rows(run_id=...)): a page a later run saw
+-- too still belongs to the earlier one's export
+CREATE TABLE IF NOT EXISTS run_pages (
+    run_id INTEGER NOT NULL,
+    page_id INTEGER NOT NULL,
+    PRIMARY KEY (run_id, page_id)
+) WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS review_events_no_update BEFORE UPDATE ON review_events
 BEGIN SELECT RAISE(ABORT, 'review_events is append-only: record a compensating event instead'); END;
 CREATE TRIGGER IF NOT EXISTS review_events_no_delete BEFORE DELETE ON review_events
@@ -224,6 +238,10 @@ _WRITE_COLUMNS = (
     *(name for name, _ in _ADDED_COLUMNS),
 )  # fmt: skip
 _INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
+_INSERT_WITH_ID = (f"INSERT INTO pages (id, {', '.join(_WRITE_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * (1 + len(_WRITE_COLUMNS)))})")
+#: the flag of a page whose worker process died reading it (`omr.batch.WORKER_CRASHED`)
+_WORKER_CRASHED = "worker_crashed"
 _ROW_COLUMNS = (
     "source, page, {status}, code_number, version, responses, correct, max_points, percent, passed, "
     "{flags}, error_type, message, content_hash, duplicate_of, part"
@@ -356,8 +374,10 @@ def effective_status_flags(
     ('review', ('duplicate_code',))
     >>> effective_status_flags("error", ("markers_not_found",), "a.jpg", False)
     ('error', ('markers_not_found', 'duplicate_page:a.jpg'))
+    >>> effective_status_flags("ok", (), "odd;name%.jpg", False)[1]
+    ('duplicate_page:odd%3Bname%25.jpg',)
     """
-    store_flags = [f"{DUPLICATE_PAGE}:{duplicate_of}"] if duplicate_of else []
+    store_flags = [f"{DUPLICATE_PAGE}:{flag_path(duplicate_of)}"] if duplicate_of else []
     if duplicate_code:
         store_flags.append(DUPLICATE_CODE)
     # the page's own flags were judged when it was read and scored (base_status, which
@@ -366,17 +386,42 @@ def effective_status_flags(
     return decide_status(store_flags, at_least=base_status), flags
 
 
+def flag_path(path: str) -> str:
+    """A path as it appears inside a flag: ``%`` and ``;`` (the flags' separator) written
+    ``%25`` and ``%3B``, so a file name cannot add flags to a row."""
+    return path.replace("%", "%25").replace(";", "%3B")
+
+
+def _enc(text: str | None) -> str | bytes | None:
+    """Text as SQLite stores it: as is, or its bytes (a BLOB) when it holds a file name
+    that is not valid UTF-8 (Python gives such names with surrogate escapes, which
+    SQLite's UTF-8 cannot hold).  Lossless; `_dec` turns it back."""
+    if text is None or text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
+
+
+def _dec(value: str | bytes | None) -> str | None:
+    """A text column's value as `_enc` stored it."""
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
 def _is_store_flag(flag: str) -> bool:
     """Whether the store sets this flag (from the whole store, not from the page)."""
     return flag == DUPLICATE_CODE or flag.startswith(DUPLICATE_PAGE + ":")
 
 
-def _join(flags: Sequence[str]) -> str:
-    return ";".join(flags)
+def _join(flags: Sequence[str]) -> str | bytes:
+    return _enc(";".join(flags)) or ""
 
 
-def _split(flags: str) -> tuple[str, ...]:
-    return tuple(flags.split(";")) if flags else ()
+def _split(flags: str | bytes) -> tuple[str, ...]:
+    text = _dec(flags)
+    return tuple(text.split(";")) if text else ()
 
 
 def _flat_fields(record: object) -> dict[str, object]:
@@ -388,9 +433,9 @@ def _outcome_values(outcome: PageOutcome) -> dict[str, object]:
     """The columns of a page's row that come from its reading (fill matrix, thresholds, timings)."""
     reading, t = outcome.reading, outcome.timings
     values: dict[str, object] = {
-        "path": outcome.ref.path or None,
+        "path": _enc(outcome.ref.path) or None,
         "error_type": outcome.error_type,
-        "message": outcome.message,
+        "message": _enc(outcome.message),
         "load_ms": t.load_s * 1e3,
         "read_ms": t.read_s * 1e3,
         "total_ms": t.total_s * 1e3,
@@ -472,7 +517,9 @@ def _faults(method: Callable) -> Callable:
     return wrapper
 
 
-def open_store(path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1) -> ResultStore:
+def open_store(
+    path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1, writer: bool = False
+) -> ResultStore:
     """Open (creating if needed) the store at ``path``; see `ResultStore`.
 
     Raises
@@ -480,8 +527,10 @@ def open_store(path: str | Path, *, layout_name: str | None = None, layout_parts
     StoreError
         The file is not a store, has another schema version, or was made for another
         layout than ``layout_name``.
+    StoreLockedError
+        ``writer`` and another process holds the store as its writer.
     """
-    return ResultStore(path, layout_name=layout_name, layout_parts=layout_parts)
+    return ResultStore(path, layout_name=layout_name, layout_parts=layout_parts, writer=writer)
 
 
 class ResultStore:
@@ -495,6 +544,11 @@ class ResultStore:
         The card layout of the batch; recorded on creation, checked afterwards.
     layout_parts : int
         Cards per candidate of that layout (`CardLayout.part_count`), recorded with it.
+    writer : bool
+        Hold the store as its one writer until `close` (an ``omr scan``): a second
+        writer is refused with `StoreLockedError` instead of both runs' rows mixing.
+        The lock is ``flock`` on ``<store>.lock`` beside it, released by the system
+        when the process ends, however it ends.
 
     Raises
     ------
@@ -502,8 +556,13 @@ class ResultStore:
         See `open_store`.
     """
 
-    def __init__(self, path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1) -> None:
+    def __init__(
+        self, path: str | Path, *, layout_name: str | None = None, layout_parts: int = 1, writer: bool = False
+    ) -> None:
         self.path = Path(path)
+        self._lock_fd: int | None = None
+        if writer:
+            self._lock_writer()
         self._key_cache: dict[int, AnswerKey] = {}
         #: set when a write group had been scored with another revision than the current
         #: one (a revision added while this process was scanning): the current revision
@@ -522,6 +581,7 @@ class ResultStore:
             #: cards per candidate of the store's layout (1 unless recorded)
             self.layout_parts = int(got[0]) if got else 1
         except sqlite3.Error as err:
+            self._unlock()
             raise store_fault(self.path, err) from err
         if mode.lower() != "wal":
             raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode!r}); use a local disk")
@@ -570,7 +630,7 @@ class ResultStore:
         ]
         names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if not missing and {"review_events", "review_events_no_update", "review_events_no_delete",
-                            "key_revisions"} <= names:
+                            "key_revisions", "pages_path", "run_pages"} <= names:
             return
         with self._tx():
             for table, name, decl in missing:
@@ -583,9 +643,36 @@ class ResultStore:
         """The layout the store was made for ("" when none was recorded)."""
         return self.meta("layout") or ""
 
+    def _lock_writer(self) -> None:
+        """Take the writer's lock (see the ``writer`` parameter)."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise StoreError(f"{lock_path}: cannot create the store's lock file: {err.strerror or err}; "
+                             "give a --db in a folder you can write") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "a process"
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.path}: another omr scan is writing this store ({holder}); wait for it to finish "
+                "(running the same scan then only reads what it left), or give another --db"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"omr scan pid {os.getpid()} since {_now()}".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
     def close(self) -> None:
-        """Close the connection (committed pages are already on disk)."""
+        """Close the connection (committed pages are already on disk); release the lock."""
         self._db.close()
+        self._unlock()
 
     def __enter__(self) -> ResultStore:
         return self
@@ -618,40 +705,70 @@ class ResultStore:
             )  # fmt: skip
         return counts
 
+    @_faults
+    def has_run(self, run_id: int) -> bool:
+        """Whether the store holds run ``run_id``."""
+        return self._db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone() is not None
+
+    @_faults
+    def run_ids(self) -> list[int]:
+        """The ids of the store's runs, in order."""
+        return [r for (r,) in self._db.execute("SELECT id FROM runs ORDER BY id")]
+
     # -- planning ---------------------------------------------------------------------
+    def _find(self, ref: PageRef) -> tuple | None:
+        """The stored row of ``ref``'s page: ``(id, content_hash, seen_run, base_flags,
+        crash_retried)``, found by the file's absolute path (any form of the path given
+        finds it), else by its source (rows of stores made before paths were kept, or
+        the same name given from another folder)."""
+        return self._db.execute(
+            "SELECT id, content_hash, seen_run, base_flags, crash_retried FROM pages "
+            "WHERE page=? AND (path=? OR source=?) ORDER BY path IS NOT ? LIMIT 1",
+            (ref.page, _enc(ref.path), _enc(ref.source), _enc(ref.path)),
+        ).fetchone()
+
     @_faults
     def plan(self, ref: PageRef, *, run_id: int | None = None) -> PagePlan:
         """Decide what to do with ``ref`` given what is stored (see the module policies).
 
         A page already stored by run ``run_id`` itself is skipped (handled once per run).
+        A page whose worker process crashed is read again, once, by a later run.
         """
-        stored = self._db.execute(
-            "SELECT content_hash, seen_run FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
-        ).fetchone()
+        stored = self._find(ref)
         if stored is not None:
-            if run_id is not None and stored[1] == run_id:
+            if run_id is not None and stored[2] == run_id:
                 return PagePlan("skip")
             if not ref.content_hash:
-                return PagePlan("skip" if stored[0] else "read")
-            if stored[0] == ref.content_hash:
-                return PagePlan("skip")
+                return PagePlan("skip" if stored[1] else "read")
+            if stored[1] == ref.content_hash:
+                crashed = _WORKER_CRASHED in _split(stored[3]) and not stored[4]
+                return PagePlan("read" if crashed else "skip")
         if ref.content_hash:
             original = self._db.execute(
                 "SELECT source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NULL",
                 (ref.content_hash, ref.page),
             ).fetchone()
-            if original is not None and original[0] != ref.source:
-                return PagePlan("alias", original=original[0])
+            if original is not None and (stored is None or stored[1] != ref.content_hash):
+                return PagePlan("alias", original=_dec(original[0]) or "")
         return PagePlan("read")
 
     @_faults
     def mark_seen(self, refs: Iterable[PageRef], run_id: int) -> None:
         """Record that ``run_id``'s inputs held these stored pages (one transaction)."""
         with self._tx():
-            self._db.executemany(
-                "UPDATE pages SET seen_run=? WHERE source=? AND page=?",
-                ((run_id, r.source, r.page) for r in refs),
-            )
+            for r in refs:
+                stored = self._find(r)
+                if stored is not None:
+                    self._seen(stored[0], run_id, r)
+
+    def _seen(self, row_id: int, run_id: int | None, ref: PageRef) -> None:
+        """Record inside the caller's transaction that run ``run_id`` held row ``row_id``
+        (and the file's absolute path, for a row stored without it)."""
+        if run_id is None:
+            return
+        self._db.execute("UPDATE pages SET seen_run=?, path=coalesce(path, ?) WHERE id=?",
+                         (run_id, _enc(ref.path), row_id))
+        self._db.execute("INSERT OR IGNORE INTO run_pages VALUES (?, ?)", (run_id, row_id))
 
     # -- writing ----------------------------------------------------------------------
     def write_outcome(
@@ -709,11 +826,12 @@ class ResultStore:
         Returns the effective status; raises StoreError when the original is not stored.
         """
         copied = [c for c in _WRITE_COLUMNS if c not in ("source", "page", "content_hash", "duplicate_of",
-                                                        "status", "flags", "run_id", "seen_run", "stored_at")]
+                                                        "status", "flags", "run_id", "seen_run", "stored_at",
+                                                        "path", "crash_retried")]
         with self._tx():
             src = self._db.execute(
                 f"SELECT {', '.join(copied)} FROM pages WHERE source=? AND page=? AND content_hash=?",
-                (original, ref.page, ref.content_hash),
+                (_enc(original), ref.page, ref.content_hash),
             ).fetchone()
             if src is None:
                 raise StoreError(f"{self.path}: {original} page {ref.page} is not stored; cannot copy it "
@@ -735,14 +853,27 @@ class ResultStore:
         """Insert one page inside the caller's transaction (superseding a changed file)."""
         db = self._db
         content_hash = ref.content_hash or None
-        existing = db.execute(
-            "SELECT content_hash, status FROM pages WHERE source=? AND page=?", (ref.source, ref.page)
-        ).fetchone()
-        if existing is not None and existing[0] is not None and existing[0] == content_hash:
-            return str(existing[1])
-        if content_hash is None and existing is not None and existing[0] is not None:
-            return str(existing[1])  # cannot read it now; keep the reading of it we have
-        codes = self._supersede(ref.source, ref.page, content_hash)
+        existing = self._find(ref)
+        retry = False
+        if existing is not None and existing[1] is not None and existing[1] == content_hash:
+            retry = _WORKER_CRASHED in _split(existing[3]) and not existing[4]
+            if not retry:
+                self._seen(existing[0], run_id, ref)
+                return self._status(existing[0])
+        if content_hash is None and existing is not None and existing[1] is not None:
+            self._seen(existing[0], run_id, ref)  # cannot read it now; keep the reading of it we have
+            return self._status(existing[0])
+        if retry:  # read again after its worker crashed: this reading replaces that row
+            assert existing is not None
+            moved_ids = [existing[0]]
+            codes = {c for (c,) in db.execute("SELECT code_number FROM pages WHERE id=?", moved_ids) if c}
+            db.execute("DELETE FROM pages WHERE id=?", moved_ids)
+            if _WORKER_CRASHED in row.flags:
+                values = {**values, "message": _enc(
+                    f"{_dec(values.get('message')) or ''} (it crashed a worker on an earlier run too: "  # type: ignore[arg-type]
+                    "not retried again; check or re-save the file)")}
+        else:
+            codes, moved_ids = self._supersede(ref, content_hash)
         if scores_from is None:
             score_values: dict[str, object] = {
                 "code_number": row.code_number,
@@ -755,37 +886,63 @@ class ResultStore:
             }
         else:
             score_values = {}
+        if duplicate_of is None and content_hash is not None:
+            # the same content read under another path meanwhile (another writer; the
+            # batch plans such a page as a copy): this reading is kept as a copy of that one
+            first = db.execute("SELECT source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NULL",
+                               (content_hash, ref.page)).fetchone()
+            if first is not None:
+                duplicate_of = _dec(first[0])
         record = {
-            "source": ref.source,
+            "source": _enc(ref.source),
             "page": ref.page,
             "content_hash": content_hash,
             "status": row.status,
             "flags": _join(row.flags),
             "base_status": row.status,
             "base_flags": _join(row.flags),
-            "duplicate_of": duplicate_of,
+            "duplicate_of": _enc(duplicate_of),
             "run_id": run_id,
             "seen_run": run_id,
             "stored_at": _now(),
+            "path": _enc(ref.path),
+            "crash_retried": int(retry),
             **score_values,
             **values,
         }
-        row_id = db.execute(_INSERT, tuple(record.get(c) for c in _WRITE_COLUMNS)).lastrowid
+        params = tuple(record.get(c) for c in _WRITE_COLUMNS)
+        if retry:  # the same row, read again: it keeps its id
+            row_id = db.execute(_INSERT_WITH_ID, (moved_ids[0], *params)).lastrowid
+        elif moved_ids:
+            # a new id above every id moved out: an id is never reused, so a run's list of
+            # pages (run_pages) never points at another page's row
+            top = max(db.execute("SELECT coalesce(max(id), 0) FROM pages").fetchone()[0], *moved_ids)
+            row_id = db.execute(_INSERT_WITH_ID, (top + 1, *params)).lastrowid
+        else:
+            row_id = db.execute(_INSERT, params).lastrowid
+        assert row_id is not None
+        self._seen(row_id, run_id, ref)
         code = str(record.get("code_number") or "")
         self._refresh(codes | ({code} if code else set()), ids=[row_id])
-        return str(db.execute("SELECT status FROM pages WHERE id=?", (row_id,)).fetchone()[0])
+        return self._status(row_id)
 
-    def _supersede(self, source: str, page: int, content_hash: str | None) -> set[str]:
-        """Move rows of ``source`` with other content to ``superseded``; return their codes."""
+    def _status(self, row_id: int) -> str:
+        return str(self._db.execute("SELECT status FROM pages WHERE id=?", (row_id,)).fetchone()[0])
+
+    def _supersede(self, ref: PageRef, content_hash: str | None) -> tuple[set[str], list[int]]:
+        """Move rows of ``ref``'s file (by path or by source) with other content to
+        ``superseded``; return their codes and ids."""
         db = self._db
+        same_file = "(path=? OR source=?)"
         if content_hash is None:
-            where, params = "source=? AND page=?", (source, page)
+            where, params = f"{same_file} AND page=?", (_enc(ref.path), _enc(ref.source), ref.page)
         else:
-            where, params = "source=? AND content_hash IS NOT ?", (source, content_hash)
+            where, params = f"{same_file} AND content_hash IS NOT ?", (_enc(ref.path), _enc(ref.source),
+                                                                        content_hash)
         old = db.execute(f"SELECT id, content_hash, page, code_number, duplicate_of FROM pages WHERE {where}",
                          params).fetchall()
         if not old:
-            return set()
+            return set(), []
         ids = [r[0] for r in old]
         marks = ",".join("?" * len(ids))
         columns = ", ".join(("id", *_WRITE_COLUMNS))  # by name: columns were added after superseded_at
@@ -809,7 +966,7 @@ class ResultStore:
                     "SELECT code_number FROM pages WHERE content_hash=? AND page=? AND code_number <> ''",
                     (old_hash, old_page))}
                 self._refresh(set(), ids=[a[0] for a in aliases])
-        return codes
+        return codes, ids
 
     def _refresh(self, codes: set[str], ids: Sequence[int | None] = ()) -> None:
         """Recompute effective status/flags of the rows carrying ``codes`` and rows ``ids``."""
@@ -837,7 +994,7 @@ class ResultStore:
         changed = 0
         for row_id, base_status, base_flags, duplicate_of, code, status, flags, part in rows:
             new_status, new_flags = effective_status_flags(
-                base_status, _split(base_flags), duplicate_of, bool(code) and (code, part) in dup_codes
+                base_status, _split(base_flags), _dec(duplicate_of), bool(code) and (code, part) in dup_codes
             )
             joined = _join(new_flags)
             if (new_status, joined) != (status, flags):
@@ -995,14 +1152,36 @@ class ResultStore:
         page is an error).  ``base=True`` gives the status and flags as read and scored,
         before the store-wide checks (``duplicate_code``, ``duplicate_page``): what
         re-scoring starts from.
-        """
-        where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
-        yield from self._select_rows(where, params, base=base, chunk=chunk)
 
-    def _select_rows(self, where: str, params: tuple, *, base: bool, chunk: int = 2000) -> Iterator[StoredRow]:
+        A run's pages are those its inputs held, read by it or found stored, even when a
+        later run saw them too; a page re-scanned into the same file since comes as that
+        run stored it (from ``superseded``).
+        """
+        if run_id is None:
+            yield from self._select_rows("", (), base=base, chunk=chunk)
+            return
+        where, params = self._run_filter(run_id)
+        yield from self._select_rows(f"WHERE {where}", params, base=base, chunk=chunk,
+                                     superseded=f"WHERE {where}")
+
+    def _run_filter(self, run_id: int) -> tuple[str, tuple]:
+        """The WHERE clause of run ``run_id``'s pages (`run_pages`; runs made before it was
+        kept: the pages it was the last to see)."""
+        if self._db.execute("SELECT 1 FROM run_pages WHERE run_id=? LIMIT 1", (run_id,)).fetchone():
+            return "id IN (SELECT page_id FROM run_pages WHERE run_id=?)", (run_id,)
+        return "seen_run=?", (run_id,)
+
+    def _select_rows(self, where: str, params: tuple, *, base: bool, chunk: int = 2000,
+                     superseded: str | None = None) -> Iterator[StoredRow]:
+        """Rows of ``pages`` matching ``where``, and with ``superseded`` (a WHERE clause of
+        the same ``params``) those of ``superseded`` too, in (source, page) order."""
         columns = _ROW_COLUMNS.format(status="base_status" if base else "status",
                                       flags="base_flags" if base else "flags")
-        cur = self._db.execute(f"SELECT {columns} FROM pages {where} ORDER BY source, page", params)
+        sql = f"SELECT {columns} FROM pages {where}"
+        if superseded is not None:
+            sql += f" UNION ALL SELECT {columns} FROM superseded {superseded}"
+            params = params * 2
+        cur = self._db.execute(f"{sql} ORDER BY source, page", params)
         parts = self.layout_parts > 1
         while batch := cur.fetchmany(chunk):
             for r in batch:
@@ -1011,15 +1190,21 @@ class ResultStore:
     @_faults
     def counts(self, run_id: int | None = None) -> StatusCounts:
         """Pages per status, in the whole store or among ``run_id``'s inputs."""
-        where, params = ("WHERE seen_run=?", (run_id,)) if run_id is not None else ("", ())
-        got = dict(self._db.execute(f"SELECT status, count(*) FROM pages {where} GROUP BY status", params))
+        if run_id is None:
+            sql, params = "SELECT status, count(*) FROM pages GROUP BY status", ()
+        else:
+            where, params = self._run_filter(run_id)
+            sql = (f"SELECT status, count(*) FROM (SELECT status FROM pages WHERE {where} UNION ALL "
+                   f"SELECT status FROM superseded WHERE {where}) GROUP BY status")
+            params = params * 2
+        got = dict(self._db.execute(sql, params))
         return StatusCounts(ok=got.get("ok", 0), review=got.get("review", 0), error=got.get("error", 0))
 
     @_faults
     def fill_matrix(self, source: str, page: int) -> FillMatrix | None:
         """The stored box features and states of one page (None on error rows / unknown pages)."""
         got = self._db.execute(
-            "SELECT fill, fill_shape, box_states FROM pages WHERE source=? AND page=?", (source, page)
+            "SELECT fill, fill_shape, box_states FROM pages WHERE source=? AND page=?", (_enc(source), page)
         ).fetchone()
         if got is None or got[0] is None:
             return None
@@ -1031,7 +1216,7 @@ class ResultStore:
     def thresholds_json(self, source: str, page: int) -> dict | None:
         """The thresholds a stored page was read with, as a dict (None on error rows)."""
         got = self._db.execute(
-            "SELECT thresholds FROM pages WHERE source=? AND page=?", (source, page)
+            "SELECT thresholds FROM pages WHERE source=? AND page=?", (_enc(source), page)
         ).fetchone()
         return None if got is None or got[0] is None else json.loads(got[0])
 
@@ -1066,7 +1251,7 @@ class ResultStore:
             base_flags = [f for f in r.flags if not _is_store_flag(f)]
             params.append((r.status, _join(base_flags), r.correct, r.max_points,
                            None if r.percent is None else str(r.percent),
-                           None if r.passed is None else int(r.passed), key_revision, r.source, r.page))
+                           None if r.passed is None else int(r.passed), key_revision, _enc(r.source), r.page))
         cur = self._db.executemany(
             "UPDATE pages SET base_status=?, base_flags=?, correct=?, max_points=?, percent=?, passed=?, "
             "key_revision=COALESCE(?, key_revision) WHERE source=? AND page=?",
@@ -1243,11 +1428,12 @@ def _split_script(script: str) -> list[str]:
 def _stored_row(r: tuple, parts: bool = False) -> StoredRow:
     (source, page, status, code, version, responses, correct, max_points, percent, passed, flags,
      error_type, message, content_hash, duplicate_of, part) = r  # fmt: skip
+    message = _dec(message) or ""
     extra: tuple[tuple[str, str], ...] = ((MESSAGE_COLUMN, message),)
     if parts:  # a store of cards of several parts exports each card's part
         extra = ((PART_COLUMN, "" if part is None else str(part)), *extra)
     row = ResultRow(
-        source=source,
+        source=_dec(source) or "",
         page=page,
         status=status,
         code_number=code,
@@ -1261,7 +1447,7 @@ def _stored_row(r: tuple, parts: bool = False) -> StoredRow:
         extra=extra,
     )
     return StoredRow(row=row, message=message, error_type=error_type, content_hash=content_hash or "",
-                     duplicate_of=duplicate_of or "", part=part)
+                     duplicate_of=_dec(duplicate_of) or "", part=part)
 
 
 class _Transaction:

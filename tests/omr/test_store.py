@@ -354,3 +354,119 @@ def test_an_older_store_without_the_part_column_is_migrated_and_keeps_its_rows(t
         assert moved[:3] == ("a.jpg", "h1", None) and moved[3].endswith("Z")
     with open_store(path) as s:  # migrating twice changes nothing
         assert {r[1] for r in s._db.execute("PRAGMA table_info(pages)")} >= {"part", "stored_at"}
+# -- hostile names, several writers, runs (issue 16) ---------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_stored_losslessly(store):
+    odd = "card-\udcff\udcfe.jpg"  # os.fsdecode(b"card-\xff\xfe.jpg")
+    r = ref(odd, "h1")
+    run = store.begin_run()
+    o = outcome(r, status="error")
+    store.write_outcome(replace(o, message=f"no markers in {odd}"), scored(o.row), run)
+    put(store, ref("copy;of.jpg", "h1"))
+    (first, copy) = sorted(store.iter_rows(), key=lambda s: s.row.source != odd)
+    assert first.row.source == odd and first.message == f"no markers in {odd}"
+    assert copy.row.flags[-1] == "duplicate_page:card-\udcff\udcfe.jpg"
+    assert store.plan(ref(odd, "h1")).action == "skip"
+    assert store.fill_matrix(odd, 1) is None
+
+
+def test_a_semicolon_in_a_name_cannot_add_flags_to_a_copy(store):
+    put(store, ref("a;ok;registration_doubtful:x.jpg", "h1"))
+    put(store, ref("copy.jpg", "h1"))
+    copy = rows(store)["copy.jpg#1"]
+    assert copy.flags == ("duplicate_page:a%3Bok%3Bregistration_doubtful:x.jpg",)
+
+
+def test_the_same_file_given_by_another_form_of_its_path_is_the_same_page(store):
+    relative = PageRef(source="scans/a.jpg", page=1, path="/work/scans/a.jpg", content_hash="h1", kind="jpeg")
+    absolute = replace(relative, source="/work/scans/a.jpg")
+    run1 = store.begin_run()
+    o = outcome(relative)
+    store.write_outcome(o, scored(o.row), run1)
+    run2 = store.begin_run()
+    assert store.plan(absolute, run_id=run2).action == "skip"
+    store.mark_seen([absolute], run2)
+    assert [s.row.source for s in store.iter_rows(run_id=run2)] == ["scans/a.jpg"]
+    assert store.counts().pages == 1
+
+
+def test_a_runs_export_keeps_pages_a_later_run_saw_too(store):
+    run1 = store.begin_run()
+    put(store, ref("a.jpg", "h1"), run=run1)
+    put(store, ref("b.jpg", "h2"), run=run1, code="111111116")
+    run2 = store.begin_run()
+    store.mark_seen([ref("a.jpg", "h1")], run2)
+    put(store, ref("b.jpg", "h2b"), run=run2, code="222222222")  # re-scanned into the same name
+    assert set(rows(store, run_id=run1)) == {"a.jpg#1", "b.jpg#1"}
+    assert rows(store, run_id=run1)["b.jpg#1"].code_number == "111111116"  # as run 1 stored it
+    assert set(rows(store, run_id=run2)) == {"a.jpg#1", "b.jpg#1"}
+    assert store.counts(run1).pages == 2 and store.has_run(run2) and not store.has_run(99)
+
+
+def test_a_superseded_row_never_lends_its_id_to_another_page(store):
+    run1 = store.begin_run()
+    for page in (1, 2, 3):
+        put(store, ref("m.tif", "h1", page=page), run=run1, code=f"10000000{page}")
+    run2 = store.begin_run()
+    put(store, ref("m.tif", "h2", page=1), run=run2)  # the file changed: its three rows move out
+    assert sorted(rows(store, run_id=run1)) == ["m.tif#1", "m.tif#2", "m.tif#3"]
+    assert sorted(rows(store, run_id=run2)) == ["m.tif#1"]
+
+
+def test_a_page_whose_worker_crashed_is_read_again_once(store):
+    crashed_ref = ref("c.jpg", "h1")
+    crash = PageOutcome(crashed_ref, ResultRow(source="c.jpg", page=1, status="error", flags=("worker_crashed",)),
+                        None, PageTimings(0, 0, 0), "BrokenProcessPool", "the worker process died")
+    run1 = store.begin_run()
+    store.write_outcome(crash, crash.row, run1)
+    run2 = store.begin_run()
+    assert store.plan(crashed_ref, run_id=run2).action == "read"
+    store.write_outcome(crash, crash.row, run2)  # crashed again
+    (again,) = store.iter_rows()
+    assert again.row.status == "error" and "not retried again" in again.message
+    run3 = store.begin_run()
+    assert store.plan(crashed_ref, run_id=run3).action == "skip"
+    assert set(rows(store, run_id=run1)) == {"c.jpg#1"}
+
+
+def test_a_crashed_page_read_fine_on_the_rerun_replaces_its_error_row(store):
+    crashed_ref = ref("c.jpg", "h1")
+    crash = PageOutcome(crashed_ref, ResultRow(source="c.jpg", page=1, status="error", flags=("worker_crashed",)),
+                        None, PageTimings(0, 0, 0), "BrokenProcessPool", "the worker process died")
+    store.write_outcome(crash, crash.row, store.begin_run())
+    run2 = store.begin_run()
+    assert store.plan(crashed_ref, run_id=run2).action == "read"
+    assert put(store, crashed_ref, run=run2) == "ok"
+    assert [s.row.status for s in store.iter_rows()] == ["ok"]
+
+
+def test_a_second_writer_is_refused_with_a_clear_message(tmp_path):
+    from omr.errors import StoreLockedError
+
+    path = tmp_path / "w.sqlite"
+    with open_store(path, writer=True):
+        with pytest.raises(StoreLockedError, match=r"another omr scan is writing this store \(omr scan pid \d+"):
+            open_store(path, writer=True)
+        with open_store(path) as reader:  # reading (export) is not refused
+            assert reader.counts().pages == 0
+    with open_store(path, writer=True):
+        pass
+
+
+def test_an_old_store_gets_the_new_parts_and_keeps_its_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with open_store(path) as s:
+        put(s, ref("a.jpg", "h1"), run=s.begin_run())
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE run_pages")
+    con.execute("DROP INDEX pages_path")
+    con.execute("ALTER TABLE pages DROP COLUMN path")
+    con.execute("ALTER TABLE pages DROP COLUMN crash_retried")
+    con.commit()
+    con.close()
+    with open_store(path) as s:
+        assert [r.row.source for r in s.iter_rows(run_id=1)] == ["a.jpg"]
+        assert s.plan(ref("a.jpg", "h1")).action == "skip"
+        put(s, ref("b.jpg", "h2"), run=s.begin_run())
+        assert s.counts().pages == 2
