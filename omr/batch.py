@@ -16,7 +16,8 @@ Backends (same loop, same writer):
   even with leaky C libraries); a worker that dies (a crash inside a decoder) costs
   only the page that killed it: the pool is restarted, the pages then in flight are
   retried one by one, and the one that crashes again becomes an ``error`` row
-  flagged ``worker_crashed``;
+  flagged ``worker_crashed`` (read once more by the next run over the same store);
+  each worker dies with the main process, however that ends (``kill -9`` too);
 * ``scheduler="tcp://host:port"``: a Dask distributed cluster; workers open the
   pages by path (the files must be visible to them at the same absolute path) and
   results stream back here as they complete.
@@ -36,6 +37,8 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -44,8 +47,9 @@ from typing import Any
 from calibration import MarkThresholds
 from omr.errors import EnvironmentFault, OmrError
 from omr.layout import CardLayout
-from omr.pages import LastFile, PageRef
+from omr.pages import LastFile, PageRef, release_open_files
 from omr.pipeline import INTERNAL_ERROR, PageOutcome, PageTimings, process_page
+from omr.processes import die_with_parent
 from omr.store import ResultStore
 from scoring.results import ResultRow
 
@@ -144,13 +148,24 @@ class _Inline:
 
         cv2.setNumThreads(self._cv2_threads)
         self._blas_limit.restore_original_limits()
+        release_open_files()
 
 
-def _init_pool_worker() -> None:
+def _init_pool_worker(parent_pid: int | None = None) -> None:
     """One OpenCV thread and one BLAS thread per reading process: the batch already runs
     a process per core.  The reader's matrix products are small, and OpenBLAS's threads
     spin on the other cores while they wait for the next one (measured: a card's CPU
-    time doubled, and 2 workers read slower than 1)."""
+    time doubled, and 2 workers read slower than 1).
+
+    A local pool's worker (``parent_pid`` given) dies with the main process, however
+    that ends (`omr.processes.die_with_parent`: without it, a ``kill -9`` of the main
+    process left the workers and the resource tracker running for ever), and leaves
+    Ctrl-C and a terminal's hang-up to the main process, which shuts the pool down.
+    """
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     import cv2
     from threadpoolctl import threadpool_limits
 
@@ -172,6 +187,7 @@ class _Pool:
             mp_context=multiprocessing.get_context("spawn"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
             initializer=_init_pool_worker,
+            initargs=(os.getpid(),),
         )
 
     def submit(self, ref: PageRef) -> cf.Future:
@@ -203,8 +219,9 @@ class _Pool:
             self.restart()
             return _failed_outcome(
                 ref, WORKER_CRASHED, "BrokenProcessPool",
-                f"the worker process died while reading {ref.source} page {ref.page} (twice); "
-                "the file probably crashes a decoder: check or re-save it",
+                f"the worker process died while reading {ref.source} page {ref.page} alone, after a "
+                "worker died with it among the pages in flight: the file may crash a decoder, or the "
+                "process was killed (out of memory?); running the batch again retries it once",
             )  # fmt: skip
 
     def close(self) -> None:
@@ -366,7 +383,7 @@ def run_batch(
 
     def keys(ref: PageRef) -> list[tuple[str, int]]:
         by_content = [("h:" + ref.content_hash, ref.page)] if ref.content_hash else []
-        return [("s:" + ref.source, ref.page), *by_content]
+        return [("p:" + ref.path, ref.page), *by_content]
 
     def emit(ref: PageRef, action: str, status: str) -> None:
         counter[action] += 1

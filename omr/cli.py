@@ -356,17 +356,27 @@ def _check_inputs(ctx: click.Context, param: click.Parameter, value: tuple[str, 
     import glob
     import os
 
-    def found(item: str) -> bool:
-        if os.path.exists(item):
-            return True
-        return any(c in item for c in "*?[") and next(glob.iglob(item, recursive=True), None) is not None
+    def problem(item: str) -> str:
+        try:
+            os.stat(item)
+            return ""
+        except FileNotFoundError:
+            pass
+        except OSError as err:  # a name too long, a loop of links, a folder that cannot be entered
+            return f"{item}: {err.strerror or err}"
+        if os.path.lexists(item):
+            return f"{item}: a link to nothing"
+        if any(c in item for c in "*?[") and next(glob.iglob(item), None) is not None:
+            return ""
+        if "**" in item and next(iter_sources([item]), item) != item:
+            return ""
+        return f"{item}: no such file or folder, and no file matches; check the path"
 
-    missing = [item for item in value if not found(item)]
-    if missing:
-        raise click.BadParameter(
-            f"{', '.join(missing)}: no such file or folder, and no file matches; check the path",
-            ctx=ctx, param=param,
-        )
+    from omr.pages import iter_sources
+
+    problems = [text for text in map(problem, value) if text]
+    if problems:
+        raise click.BadParameter("; ".join(problems), ctx=ctx, param=param)
     return value
 
 
@@ -468,7 +478,8 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
 
     from calibration import load_thresholds
     from omr.batch import PageEvent, run_batch
-    from omr.pages import LastFile, count_sources, iter_pages
+    from omr.pages import LastFile, Skipped, count_sources, iter_pages
+    from omr.processes import SCRATCH_PREFIX, signals_interrupt, sweep_stale_scratch
     from omr.store import open_store
     from scoring import load_key, score_rows
     from scoring.candidates import score_part_pages
@@ -479,35 +490,41 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
     key = load_key(key_path, version_labels=layout.version.labels)
     thresholds = load_thresholds(thresholds_path) if thresholds_path else None
     show = sys.stderr.isatty() if progress is None else progress
-    with tempfile.TemporaryDirectory(prefix="omr-scan-") as tmp, \
+    skipped: list[Skipped] = []
+    sweep_stale_scratch()  # what runs killed with SIGKILL left
+    # SIGTERM / SIGHUP end the run as Ctrl-C: the pool shut down, the scratch folder and a
+    # half-written output removed, the committed pages kept (re-running resumes)
+    with signals_interrupt(), tempfile.TemporaryDirectory(prefix=SCRATCH_PREFIX) as tmp, \
             open_store(db_path or f"{tmp}/results.sqlite", layout_name=layout.name,
-                       layout_parts=layout.part_count) as store:
+                       layout_parts=layout.part_count, writer=True) as store:
         applied = store.apply_key(key, by=by, reason=reason or f"omr scan --key {key_path}", source=key_path)
         from omr.cli_keys import applied_lines
 
         for line in applied_lines(applied, quiet_when_new=True):
             click.echo(line)
-        bar = tqdm(total=count_sources(inputs) if show else None, unit="page", disable=not show,
+        # the bar counts files, each done when its last page is: a multi-page file met
+        # later cannot make the percentage go backwards (it did, counted in pages)
+        bar = tqdm(total=count_sources(inputs) if show else None, unit="file", disable=not show,
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.05)
         counts = {"ok": 0, "review": 0, "error": 0, "skipped": 0}
+        pages_done: dict[str, int] = {}  # pages handled of the files not finished yet
         workers = workers or _default_workers()
         # read in this process: each file is decoded from the bytes it was hashed from
         kept = LastFile() if workers == 1 and not scheduler else None
 
-        def refs():  # grow the bar's total when a multi-page file shows up
-            for ref in iter_pages(inputs, keep=kept):
-                if ref.page == 1 and ref.pages > 1 and show:
-                    bar.total += ref.pages - 1
-                yield ref
-
         def on_page(event: PageEvent) -> None:
             counts[event.status if event.action != "skip" else "skipped"] += 1
             bar.set_postfix(counts, refresh=False)
-            bar.update()
+            ref = event.ref
+            done = pages_done.pop(ref.source, 0) + 1
+            if done < ref.pages:
+                pages_done[ref.source] = done
+            else:
+                bar.update()
 
         try:
             summary = run_batch(
-                refs(), store, layout,
+                iter_pages(inputs, keep=kept, on_skip=skipped.append), store, layout,
                 score=functools.partial(score_part_pages if layout.parts is not None else score_rows, key=key),
                 thresholds=thresholds, workers=workers, scheduler=scheduler, on_page=on_page,
                 command="scan " + json.dumps(ctx.params, default=str), kept=kept,
@@ -526,10 +543,13 @@ def scan(ctx: click.Context, inputs: tuple[str, ...], key_path: str, out: str | 
         if candidates_path:
             _write_candidates(store, key, candidates_path, run_id=summary.run_id)
     rate = summary.pages / summary.elapsed_s if summary.elapsed_s > 0 else 0.0
+    for item in skipped:  # on stderr: a name need not be printable in the terminal's encoding
+        click.echo(f"not read: {item.path}: {item.reason}", err=True)
     click.echo(
         f"scanned {summary.pages} pages in {summary.elapsed_s:.1f} s ({rate:.1f} pages/s): "
         f"ok {summary.ok}, review {summary.review}, error {summary.error} "
         f"(read {summary.read}, copies {summary.aliased}, already stored {summary.skipped})"
+        + (f"; {len(skipped)} names in the folders not read (listed above)" if skipped else "")
     )
     if summary.error:
         ctx.exit(1)
@@ -562,6 +582,10 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
     key = load_key(key_path) if key_path else None
     counts: Counter[str] = Counter()
     with open_store(db_path) as store:
+        if run_id is not None and not store.has_run(run_id):
+            runs = store.run_ids()
+            held = f"runs {runs[0]} to {runs[-1]}" if runs else "no runs"
+            raise click.BadParameter(f"{db_path} has no run {run_id} ({held})", param_hint="--run")
         rows_of = _reviewed_rows(store, run_id)
         assert callable(rows_of)
 
