@@ -789,11 +789,13 @@ def release_open_files() -> None:
 
 
 def _open_tiff(ref: PageRef) -> Any:
-    from PIL import Image
+    from PIL import TiffImagePlugin
 
     fh = open(_open_regular(ref.path), "rb")
     try:
-        im = Image.open(fh)
+        # not Image.open: its decompression-bomb check would stop the file at its first
+        # page; each page's size is checked against MAX_PAGE_PIXELS before it is decoded
+        im = TiffImagePlugin.TiffImageFile(fh)
     except BaseException:
         fh.close()
         raise

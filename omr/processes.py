@@ -35,8 +35,6 @@ SCRATCH_LOCK = "results.sqlite.lock"
 _PR_SET_PDEATHSIG = 1
 #: a scratch folder without its lock is taken as abandoned after this long
 _UNLOCKED_SCRATCH_AGE_S = 3600.0
-#: a scratch folder younger than this is never swept
-_YOUNG_SCRATCH_S = 30.0
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -93,10 +91,7 @@ def sweep_stale_scratch(folder: str | None = None) -> list[Path]:
             if scratch.is_symlink() or not scratch.is_dir():
                 continue
             lock = scratch / SCRATCH_LOCK
-            age = time.time() - scratch.stat().st_mtime
-            if age < _YOUNG_SCRATCH_S:
-                continue  # its run may be between making the folder and locking it
-            if lock.exists():
+            if lock.exists():  # (a run locks it the moment it is made: it then fails clearly)
                 fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,7 +99,7 @@ def sweep_stale_scratch(folder: str | None = None) -> list[Path]:
                     continue  # its run is alive
                 finally:
                     os.close(fd)
-            elif age < _UNLOCKED_SCRATCH_AGE_S:
+            elif time.time() - scratch.stat().st_mtime < _UNLOCKED_SCRATCH_AGE_S:
                 continue
             shutil.rmtree(scratch)
             removed.append(scratch)
