@@ -134,14 +134,15 @@ def inspect(page_file: str, page_number: int, out: str, fills_path: str | None,
     click.echo(f"  thresholds ({reading.thresholds.source}): fill {reading.thresholds.fill_blank}"
                f"..{reading.thresholds.fill_mark}, stroke {reading.thresholds.stroke_mark}")
     width = len(layout.options)
+    first = (int(reading.part) - 1) * layout.questions if reading.part else 0  # part 2: 101..200
     for start in range(0, layout.questions, 50):
-        click.echo(f"  {start + 1:3d}-{min(start + 50, layout.questions):3d} "
+        click.echo(f"  {first + start + 1:3d}-{first + min(start + 50, layout.questions):3d} "
                    f"{reading.responses[start:start + 50]}")
     doubtful = [q for q, ch in enumerate(reading.responses) if ch in "?*"]
     for q in doubtful:
         fills = reading.box_features[q * width:(q + 1) * width, Feature.FILL]
         shown = " ".join(f"{opt}={100 * f:.0f}%" for opt, f in zip(layout.options, fills, strict=True))
-        click.echo(f"  question {q + 1}: read {reading.responses[q]!r}, fill {shown}")
+        click.echo(f"  question {first + q + 1}: read {reading.responses[q]!r}, fill {shown}")
     click.echo(f"  overlay written to {out}")
     if fills_path:
         import csv
