@@ -764,6 +764,10 @@ def _register() -> None:
 
 _register()
 
+from omr.cli_review import review  # noqa: E402  (its heavy imports are inside the command)
+
+cli.add_command(review)
+
 
 def main() -> None:
     """Console-script entry point: one message per failure on stderr, the exit codes above.

@@ -1107,11 +1107,32 @@ class ResultStore:
 
     @_faults
     def machine_cards(self, *, where: str = "", params: Sequence[object] = ()) -> list[MachineCard]:
-        """Stored pages as `MachineCard`s (effective status and flags), in (source, page) order."""
-        sql = ("SELECT source, page, coalesce(content_hash, ''), status, code_number, version, responses, flags "
-               f"FROM pages {('WHERE ' + where) if where else ''} ORDER BY source, page")
-        return [MachineCard(s, p, h, st, c, v, r, _split(f)) for s, p, h, st, c, v, r, f
+        """Stored pages as `MachineCard`s (effective status and flags), in (source, page) order.
+
+        ``where`` is an SQL condition on the ``pages`` columns, ``params`` its values.
+        """
+        return [card for _, card in self.numbered_cards(where=where, params=params)]
+
+    @_faults
+    def numbered_cards(self, *, where: str = "", params: Sequence[object] = ()) -> list[tuple[int, MachineCard]]:
+        """As `machine_cards`, each with its row id (a reading's id: a re-scan gets a new one)."""
+        sql = ("SELECT id, source, page, coalesce(content_hash, ''), status, code_number, version, responses, "
+               f"flags FROM pages {('WHERE ' + where) if where else ''} ORDER BY source, page")
+        return [(i, MachineCard(s, p, h, st, c, v, r, _split(f))) for i, s, p, h, st, c, v, r, f
                 in self._db.execute(sql, tuple(params))]
+
+    @_faults
+    def fingerprint(self) -> tuple[int, int, int]:
+        """(pages, highest page id, highest event id): changes whenever a page or an event is written."""
+        pages, top = self._db.execute("SELECT count(*), coalesce(max(id), 0) FROM pages").fetchone()
+        return int(pages), int(top), self.last_event_id()
+
+    @_faults
+    def code_reads(self, source: str, page: int) -> tuple[str, str]:
+        """(barcode, grid digits) as the reader found them on a stored page ("" when none)."""
+        got = self._db.execute("SELECT coalesce(barcode, ''), coalesce(grid, '') FROM pages WHERE source=? AND page=?",
+                               (source, page)).fetchone()
+        return ("", "") if got is None else (str(got[0]), str(got[1]))
 
     @_faults
     def cards_with_code(self, code: str) -> int:

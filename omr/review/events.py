@@ -66,6 +66,7 @@ __all__ = [
     "ReviewEvent",
     "answer_field",
     "card_doubts",
+    "entry_round_for",
     "check_decision",
     "earlier_scans",
     "live_events",
@@ -402,11 +403,12 @@ def resolve_card(
     if duplicate_code and CODE_FIELD not in unresolved:
         unresolved.append(CODE_FIELD)
     if double_entry:
-        confirmed = 3 in confirmed_rounds or ({1, 2} <= set(confirmed_rounds) and not disagreements)
-        counting = (3,) if 3 in confirmed_rounds else (1, 2)
+        both = {1, 2} <= set(confirmed_rounds)
+        # once the supervisor decided anything, the card waits for the supervisor's confirmation
+        confirmed = both and (3 in confirmed_rounds if by_round[3] else not disagreements)
     else:
         confirmed = 1 in confirmed_rounds or 2 in confirmed_rounds
-        counting = (1, 2)
+    counting = (1, 2, 3)
     confirmed_by = tuple(dict.fromkeys(by_round[r][CARD_CONFIRMED].examiner for r in counting
                                        if CARD_CONFIRMED in by_round[r]))
     postponed = any(POSTPONED in by_round[r] and (CARD_CONFIRMED not in by_round[r]
@@ -445,3 +447,35 @@ def _field_order(field: str) -> tuple[int, int]:
     if field.startswith("answer:"):
         return (0, int(field.split(":", 1)[1]))
     return (1, 0 if field == CODE_FIELD else 1)
+
+
+def entry_round_for(card: MachineCard, events: Iterable[ReviewEvent], examiner: str, *,
+                    double_entry: bool) -> int | None:
+    """The entry round ``examiner`` works in on this card, or None when there is none for them.
+
+    Single entry: always round 1.  Double entry: the round the examiner already entered
+    in; else round 1 when nobody entered yet, round 2 when only round 1 did (by someone
+    else: the second entry is blind and by another person); else round 3 (supervisor)
+    when the two entries disagree and the examiner made neither.
+
+    Examples
+    --------
+    >>> card = MachineCard("a.jpg", 1, "h", "review", "123456782", "A", "A?", ("ambiguous:2",))
+    >>> first = ReviewEvent(1, "t", "a.jpg", 1, "h", "anna", "answer:2", "?", "C")
+    >>> entry_round_for(card, [first], "bob", double_entry=True)
+    2
+    """
+    mine = [e for e in events if (e.source, e.page, e.content_hash) == (card.source, card.page, card.content_hash)]
+    if not double_entry:
+        return 1
+    by_round = {r: {e.examiner for e in mine if e.entry_round == r} for r in (1, 2, 3)}
+    for r in (1, 2, 3):
+        if examiner in by_round[r]:
+            return r
+    if not by_round[1]:
+        return 1
+    if not by_round[2]:
+        return 2
+    if resolve_card(card, mine, double_entry=True).disagreements:
+        return 3
+    return None

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from scoring import AnswerKey
     from scoring.results import ResultRow
 
-__all__ = ["DOUBLE_ENTRY_META", "REVIEW_COLUMNS", "ResolvedCard", "resolved_cards", "resolved_rows"]
+__all__ = ["DOUBLE_ENTRY_META", "REVIEW_COLUMNS", "CodeCounts", "ResolvedCard", "group_events", "resolved_cards",
+           "resolved_rows"]
 
 #: export columns added after the store's ``message``
 REVIEW_COLUMNS = ("verified_by", "value_source")
@@ -55,7 +56,8 @@ class ResolvedCard:
     duplicate_code: bool
 
 
-def _group(events: list[ReviewEvent]) -> dict[tuple[str, int, str], list[ReviewEvent]]:
+def group_events(events: list[ReviewEvent]) -> dict[tuple[str, int, str], list[ReviewEvent]]:
+    """Events by the reading they are about: (source, page, content hash)."""
     groups: dict[tuple[str, int, str], list[ReviewEvent]] = {}
     for e in events:
         groups.setdefault((e.source, e.page, e.content_hash), []).append(e)
@@ -68,7 +70,7 @@ def _machine(stored: StoredRow) -> MachineCard:
                        r.flags)
 
 
-class _CodeCounts:
+class CodeCounts:
     """How many cards carry each code number once the examiners' corrections apply."""
 
     def __init__(self, store: ResultStore, groups: dict, double_entry: bool) -> None:
@@ -95,9 +97,9 @@ class _CodeCounts:
 
 def resolved_cards(store: ResultStore, *, run_id: int | None = None) -> Iterator[ResolvedCard]:
     """Every stored page (only ``run_id``'s when given) with its events applied, streamed."""
-    groups = _group(store.review_events())
+    groups = group_events(store.review_events())
     double_entry = store.meta(DOUBLE_ENTRY_META) == "1"
-    codes = _CodeCounts(store, groups, double_entry)
+    codes = CodeCounts(store, groups, double_entry)
     touched = set(codes.delta)
     for stored in store.iter_rows(run_id=run_id):
         card = _machine(stored)

@@ -82,9 +82,11 @@ def test_double_entry_needs_two_agreeing_blind_entries_or_the_supervisor():
                                                                           round_=2)]
     d = resolve_card(CARD, differ, double_entry=True)
     assert d.disagreements == ("answer:5",) and not d.verified and d.responses[4] == "?"
-    settled = resolve_card(CARD, [*differ, ev(7, "answer:5", "E", who="carol", round_=3),
-                                  ev(8, "card_confirmed", "yes", who="carol", round_=3)], double_entry=True)
-    assert settled.verified and settled.responses == "ABCDE" and settled.confirmed_by == ("carol",)
+    decided = [*differ, ev(7, "answer:5", "E", who="carol", round_=3)]
+    assert not resolve_card(CARD, decided, double_entry=True).verified  # the supervisor confirms too
+    settled = resolve_card(CARD, [*decided, ev(8, "card_confirmed", "yes", who="carol", round_=3)],
+                           double_entry=True)
+    assert settled.verified and settled.responses == "ABCDE" and settled.confirmed_by == ("anna", "bob", "carol")
 
 
 def test_a_correction_outside_the_doubts_made_in_one_round_only_is_a_disagreement():
