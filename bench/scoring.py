@@ -46,6 +46,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from omr.decode import luhn_check_digit  # noqa: E402
+
 from scoring import (  # noqa: E402
     RESULT_COLUMNS,
     AnswerKey,
@@ -151,7 +153,8 @@ def bench_rescore(key_dict: dict, chars: np.ndarray, versions: np.ndarray, rows:
             w = csv.writer(fh, lineterminator="\n")
             w.writerow(RESULT_COLUMNS)
             for i in range(rows):
-                w.writerow([f"scans/{i:06d}.jpg", 1, "ok", f"{i:09d}", versions[i],
+                code = f"{i:08d}" + luhn_check_digit(f"{i:08d}")  # valid: else every row is review
+                w.writerow([f"scans/{i:06d}.jpg", 1, "ok", code, versions[i],
                             chars[i].tobytes().decode("ascii"), 0, 200, "0.00", "false", ""])
         subprocess.run([str(omr), "rescore", str(src), "--key", str(first_key), "--out", str(src)],
                        capture_output=True, check=True)

@@ -708,8 +708,10 @@ def rescore(results: str | None, db_path: str | None, key_path: str, out: str | 
             layout_path: CardLayout | None) -> None:
     """Score RESULTS (a spec §6 CSV, or .jsonl) again with a new key.
 
-    Every row is re-scored from its stored responses and version; status and flags
-    are kept (only scoring's own flags are decided again), error rows stay unscored.
+    Every row is re-scored from its stored responses and version; error rows stay
+    unscored.  Nothing in the file is trusted that its content contradicts: the flags
+    describing it (ambiguous:, check_digit, code_unreadable) and scoring's own flags are
+    derived again, and the status follows (an 'ok' row holding a '?' goes to review).
     Prints how many candidates changed score and pass/fail.  RESULTS may also be the
     --out file: it is read whole before anything is written.  With --db the store is
     re-scored in place, in one transaction, and the key becomes its next key revision

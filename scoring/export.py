@@ -265,6 +265,10 @@ class _Cells:
     def __init__(self, where: str, values: dict[str, Any]) -> None:
         self.where = where
         self.values = values
+        for column, value in values.items():  # no file name and no text we write holds a NUL
+            if isinstance(value, str) and "\x00" in value:
+                raise self.fail(column, f"a NUL character at position {value.index(chr(0)) + 1}: a results file "
+                                        "holds none (it was damaged or edited with a binary tool); fix that cell")
 
     def fail(self, column: str, message: str) -> ScoringError:
         return ScoringError(f"{self.where}: column {column!r}: {message}")

@@ -10,12 +10,19 @@ key cannot score — it never guesses::
     version empty/unknown, key has one   → scored with the key's only version
     version empty, key has several       → scores empty, flag version_unknown, review
     version unknown, key has several     → scores empty, flag version_not_in_key, review
-    a character outside options and -*?  → scored (it counts wrong), flag
-                                           responses_invalid:<positions>, review
+    a character outside options and -*?  → scores empty, flag responses_invalid:<positions>,
+                                           review
 
-Scoring flags from an earlier key are dropped first, so re-scoring with a corrected key
-re-decides them; a row that was ``review`` only because of them (its other flags are
-informational: `omr.flags.decide_status`) goes back to ``ok``.  All other flags and statuses are kept.
+A row is never trusted for what its content contradicts (a results file may have been
+edited): the flags that describe the content are derived from it again, in place —
+``ambiguous:<q>`` lists exactly the questions read ``?``, ``check_digit`` is there
+exactly when a 9-digit code number fails its Luhn check, ``code_unreadable`` whenever
+the code number is not 9 ASCII digits (a lost leading zero, a letter) — and the status
+follows `omr.flags.decide_status`: an ``ok`` (or ``verified``) row holding a ``?``, a bad
+code number or a review flag goes to ``review``.  Scoring flags from an earlier key are
+dropped first, so re-scoring with a corrected key re-decides them; a ``review`` row whose
+removed flags were its only reasons (its other flags are informational) goes back to
+``ok``.  Other flags, and ``error`` rows, are kept as they are.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from decimal import Decimal
 import numpy as np
 
 from omr.errors import ScoringError
-from omr.flags import ERROR, REVIEW, Flag, decide_status
+from omr.flags import ERROR, OK, REVIEW, Flag, decide_status, flag_name, with_questions
 from scoring.core import (
     CohortScores,
     certificate_line,
@@ -70,6 +77,51 @@ _DOMAIN_PREFIXES = (DOMAIN_COLUMN_PREFIX, DOMAIN_MAX_COLUMN_PREFIX, DOMAIN_PERCE
 
 def _is_scoring_flag(flag: str) -> bool:
     return flag.split(":", 1)[0] in SCORING_FLAGS
+
+
+#: flags that describe what is in the row, derived from it again by `content_flags`
+_CONTENT_FLAGS = frozenset({Flag.AMBIGUOUS.value, Flag.CHECK_DIGIT.value, Flag.CODE_UNREADABLE.value})
+#: digits of a code number (spec §3)
+CODE_DIGITS = 9
+
+
+def content_flags(flags: Sequence[str], responses: str, code_number: str,
+                  digits: int = CODE_DIGITS) -> tuple[tuple[str, ...], bool]:
+    """``flags`` with those describing the row's content derived from it again.
+
+    Returns the new flags (in their places; new ones at the end) and whether one was
+    dropped because the content no longer shows it (an examiner's correction).
+
+    >>> content_flags(("rotated:90",), "A?B?", "123456782")
+    (('rotated:90', 'ambiguous:2,4'), False)
+    >>> content_flags(("ambiguous:2",), "ABC", "12345678")
+    (('code_unreadable',), True)
+    >>> content_flags((), "ABC", "123456789")
+    (('check_digit',), False)
+    """
+    from omr.decode import is_valid_code  # the reader's Luhn check (imports OpenCV: only when needed)
+
+    doubtful = [q for q, c in enumerate(responses) if c == "?"] if "?" in responses else []
+    complete = len(code_number) == digits and code_number.isascii() and code_number.isdigit()
+    want = {
+        Flag.AMBIGUOUS.value: with_questions(Flag.AMBIGUOUS, doubtful) if doubtful else None,
+        Flag.CHECK_DIGIT.value: (Flag.CHECK_DIGIT.value if not is_valid_code(code_number, digits) else None)
+        if complete else next((f for f in flags if f == Flag.CHECK_DIGIT), None),
+        Flag.CODE_UNREADABLE.value: None if complete else Flag.CODE_UNREADABLE.value,
+    }
+    out: list[str] = []
+    dropped = False
+    for flag in flags:
+        name = flag_name(flag)
+        if name not in _CONTENT_FLAGS:
+            out.append(flag)
+            continue
+        derived = want.pop(name, None)
+        if derived is not None:
+            out.append(derived)
+        dropped |= derived is None
+    out += [f for f in want.values() if f is not None]
+    return tuple(out), dropped
 
 
 def _is_detail_column(name: str) -> bool:
@@ -180,18 +232,23 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
     missing = 0 if len(key.versions) == 1 else -1
     for row in rows:
         status, flags = row.status, row.flags
-        if flags and any(_is_scoring_flag(f) for f in flags):
-            flags = tuple(f for f in flags if not _is_scoring_flag(f))
-            if status == REVIEW:  # perhaps in review only for an earlier key's reasons
-                status = decide_status(flags)
+        if status != ERROR:
+            dropped = bool(flags) and any(_is_scoring_flag(f) for f in flags)
+            if dropped:
+                flags = tuple(f for f in flags if not _is_scoring_flag(f))
+            derived, changed = content_flags(flags, row.responses, row.code_number)
+            if status in (OK, REVIEW) or any(flag_name(f) in _CONTENT_FLAGS for f in derived):
+                flags, status = derived, _status(status, derived, dropped or changed)
+            # else an examiner's 'verified' row with nothing in doubt: its flags say why it was
+            # reviewed and stay as they are
         if status != ERROR:
             v = index.get(row.version, missing)
             if len(row.responses) != key.questions:
                 flags = (*flags, Flag.RESPONSES_LENGTH.value)
-                status = decide_status(flags)
+                status = REVIEW
             elif v < 0:
                 flags = (*flags, (Flag.VERSION_NOT_IN_KEY if row.version else Flag.VERSION_UNKNOWN).value)
-                status = decide_status(flags)
+                status = REVIEW
             else:
                 scorable.append(len(statuses))
                 versions.append(v)
@@ -203,11 +260,16 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
     codes = encode_responses([rows[i].responses for i in scorable], key.options, key.questions)
     scores = score_codes(codes, np.array(versions, dtype=np.intp), key)
     invalid = codes >= len(key.options) + 3
-    for j in np.flatnonzero(invalid.any(axis=1)).tolist():
+    unscored = np.flatnonzero(invalid.any(axis=1))
+    for j in unscored.tolist():
         i = scorable[j]
-        where = ",".join(str(p + 1) for p in np.flatnonzero(invalid[j]))
-        flag_lists[i] = (*flag_lists[i], f"{Flag.RESPONSES_INVALID}:{where}")
-        statuses[i] = decide_status(flag_lists[i])
+        flag_lists[i] = (*flag_lists[i], with_questions(Flag.RESPONSES_INVALID, np.flatnonzero(invalid[j])))
+        statuses[i] = REVIEW
+    if unscored.size:  # scores left empty: a character no key knows is not guessed
+        keep = np.ones(len(scorable), dtype=bool)
+        keep[unscored] = False
+        scorable = [i for i, k in zip(scorable, keep.tolist(), strict=True) if k]
+        scores = _select(scores, keep)
     correct: list[int | None] = [None] * n_rows
     percent: list[Decimal | None] = [None] * n_rows
     passed: list[bool | None] = [None] * n_rows
@@ -234,6 +296,22 @@ def score_rows(rows: Sequence[ResultRow], key: AnswerKey, *, details: bool = Fal
                   passed=passed[i], extra=extras[i])
         for i, row in enumerate(rows)
     ]
+
+
+def _status(status: str, flags: Sequence[str], dropped: bool) -> str:
+    """A readable row's status under its re-derived ``flags`` (see the module docstring)."""
+    if status == REVIEW and dropped:  # perhaps in review only for reasons that are gone
+        return decide_status(flags)
+    if status in (OK, REVIEW):
+        return decide_status(flags, at_least=status)
+    # 'verified' (an examiner resolved the row), and yet its content is in doubt again
+    return ERROR if decide_status(flags) == ERROR else REVIEW
+
+
+def _select(scores: CohortScores, keep: np.ndarray) -> CohortScores:
+    """``scores`` of the cards where ``keep`` is True."""
+    return replace(scores, correct=scores.correct[keep], percent_hundredths=scores.percent_hundredths[keep],
+                   passed=scores.passed[keep], domain_correct=scores.domain_correct[keep])
 
 
 def with_details(rows: Iterable[ResultRow], key: AnswerKey, *, chunk: int = 2000) -> Iterator[ResultRow]:

@@ -68,7 +68,8 @@ def test_a_part_in_review_gives_a_provisional_score_in_review():
     cards = [card(part=1, responses="A?", status="review", flags=("ambiguous:2",)), card(part=2, responses="CD"),
              card(part=3, responses="AB")]
     (row,) = join(cards)
-    assert (row.status, row.flags, row.correct, row.responses) == ("review", ("part_review:1",), 5, "A?CDAB")
+    assert (row.status, row.flags, row.correct, row.responses) == ("review", ("part_review:1", "ambiguous:2"), 5,
+                                                                   "A?CDAB")
 
 
 def test_a_version_missing_on_one_part_is_taken_from_the_others():

@@ -131,7 +131,8 @@ def test_unreadable_results(tmp_path: Path) -> None:
         read_jsonl(bad)
 
 
-texts = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r"), max_size=12)
+# (a NUL is refused on reading: no file name or text of ours holds one)
+texts = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\r\x00"), max_size=12)
 rows = st.builds(
     ResultRow,
     source=texts, page=st.integers(1, 10**6), status=st.sampled_from(["ok", "review", "error"]),

@@ -19,8 +19,8 @@ KEY2 = {"questions": 4, "versions": {"A": {"key": "ABCD"}, "B": {"key": "DCBA", 
 
 
 def row(responses: str = "ABCD", version: str = "A", status: str = "ok", flags: tuple[str, ...] = (),
-        **kw: object) -> ResultRow:
-    return ResultRow(source="s.jpg", page=1, status=status, code_number="012345674", version=version,
+        code_number: str = "012345674", **kw: object) -> ResultRow:
+    return ResultRow(source="s.jpg", page=1, status=status, code_number=code_number, version=version,
                      responses=responses, flags=flags, **kw)  # type: ignore[arg-type]
 
 
@@ -66,9 +66,49 @@ def test_wrong_length_goes_to_review_unscored(key2: AnswerKey) -> None:
     assert got.status == "review" and got.flags == ("responses_length",) and got.correct is None
 
 
-def test_characters_outside_the_alphabet_count_wrong_and_are_flagged(key2: AnswerKey) -> None:
-    (got,) = score_rows([row("AxCé")], key2)
-    assert got.correct == 2 and got.status == "review" and got.flags == ("responses_invalid:2,4",)
+def test_characters_outside_the_alphabet_leave_the_row_unscored(key2: AnswerKey) -> None:
+    got = score_rows([row("AxCé"), row("ABCD")], key2)
+    assert got[0].status == "review" and got[0].flags == ("responses_invalid:2,4",)
+    assert (got[0].correct, got[0].max_points, got[0].percent, got[0].passed) == (None, None, None, None)
+    assert (got[1].status, got[1].correct, got[1].percent) == ("ok", 4, Decimal("100.00"))
+
+
+# -- a results file is not trusted for what its content contradicts (issue 16, item 16) ----
+
+
+@pytest.mark.parametrize(
+    ("edited", "status", "flags"),
+    [
+        (row("AB?D"), "review", ("ambiguous:3",)),  # edited to ok, the '?' kept
+        (row("AB?D", flags=("rotated:90",)), "review", ("rotated:90", "ambiguous:3")),
+        (row("AB?D", status="review", flags=("ambiguous:1,3", "code_mismatch")), "review",
+         ("ambiguous:3", "code_mismatch")),
+        (row("ABCD", status="review", flags=("ambiguous:3",)), "ok", ()),  # the examiner resolved it
+        (row("ABCD", code_number="12345674"), "review", ("code_unreadable",)),  # its leading zero lost
+        (row("ABCD", code_number="012345675"), "review", ("check_digit",)),
+        (row("ABCD", code_number="O12345674"), "review", ("code_unreadable",)),
+        (row("ABCD", code_number="０12345674"), "review", ("code_unreadable",)),  # a full-width digit
+        (row("ABCD", code_number=""), "review", ("code_unreadable",)),
+        (row("ABCD", status="review", flags=("check_digit",)), "ok", ()),  # the code corrected
+        (row("ABCD", flags=("marker_missing:top_right",)), "review", ("marker_missing:top_right",)),
+        # an examiner's verified row keeps the flags saying why it was reviewed
+        (row("ABCD", status="verified", flags=("ambiguous:3",)), "verified", ("ambiguous:3",)),
+        (row("AB?D", status="verified"), "review", ("ambiguous:3",)),
+        (row("ABCD", flags=("markers_not_found",)), "error", ("markers_not_found",)),
+        (row("", status="error", flags=("image_unreadable",)), "error", ("image_unreadable",)),
+    ],
+)
+def test_status_and_flags_are_derived_from_the_row(key2: AnswerKey, edited: ResultRow, status: str,
+                                                   flags: tuple[str, ...]) -> None:
+    (got,) = score_rows([edited], key2)
+    assert (got.status, got.flags) == (status, flags)
+    assert (got.correct is None) == (status == "error")
+
+
+def test_a_row_with_a_bad_code_number_is_never_ok(key2: AnswerKey) -> None:
+    codes = ["012345674", "12345674", "012345675", "0123456740", "01234567a", "", " 12345674", "012345674 "]
+    got = score_rows([row("ABCD", code_number=c) for c in codes], key2)
+    assert [r.status for r in got] == ["ok"] + ["review"] * (len(codes) - 1)
 
 
 def test_rescoring_redecides_scoring_flags_and_restores_ok(key2: AnswerKey) -> None:
