@@ -35,8 +35,8 @@ def is_loopback(host: str) -> bool:
               help="Answer key for the provisional scores.  [default: the key the store was scored with]")
 @click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
               help="Card layout JSON (default: the shipped lek-ldek-v1).")
-@click.option("--threads", type=click.IntRange(1, 32), default=4, show_default=True,
-              help="Server threads (examiners working at once).")
+@click.option("--threads", type=click.IntRange(1, 32), default=6, show_default=True,
+              help="Server threads (a card screen asks for its image and crops at once).")
 def review(db_path: str, host: str, port: int, token: str | None, double_entry: bool, key_path: str | None,
            layout_path: str | None, threads: int) -> None:
     """Serve the examiner review station for a results store (a local web app).

@@ -330,8 +330,12 @@ def _overlay(service: ReviewService, row_id: int, view: Any) -> dict:
             "questions": focus}
 
 
-def serve(app: Any, host: str, port: int, *, threads: int = 4) -> Any:
+def serve(app: Any, host: str, port: int, *, threads: int = 6) -> Any:
     """A waitress server for ``app`` (not yet running: call ``.run()``; ``.close()`` stops it)."""
+    import logging
+
     from waitress.server import create_server
 
+    # a page asks for its image and crops at once: a short wait for a thread is normal here
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return create_server(app, host=host, port=port, threads=threads, ident="omr-review")
