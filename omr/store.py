@@ -1135,10 +1135,17 @@ class ResultStore:
         return ("", "") if got is None else (str(got[0]), str(got[1]))
 
     @_faults
-    def cards_with_code(self, code: str) -> int:
-        """How many stored cards (not copies) carry this code number as read."""
-        return int(self._db.execute("SELECT count(*) FROM pages WHERE code_number=? AND duplicate_of IS NULL",
-                                    (code,)).fetchone()[0])
+    def cards_with_code(self, code: str, part: int | None = None) -> int:
+        """How many stored cards (not copies) carry this code number as read, of this part
+        (None: cards of no recorded part, which is every card of a layout without parts)."""
+        return int(self._db.execute("SELECT count(*) FROM pages WHERE code_number=? AND part IS ? "
+                                    "AND duplicate_of IS NULL", (code, part)).fetchone()[0])
+
+    @_faults
+    def part_of(self, source: str, page: int) -> int | None:
+        """The stored part of a page of a card of several parts (None otherwise or unknown)."""
+        got = self._db.execute("SELECT part FROM pages WHERE source=? AND page=?", (source, page)).fetchone()
+        return None if got is None else got[0]
 
     @_faults
     def base_status_flags(self, source: str, page: int) -> tuple[str, tuple[str, ...]]:

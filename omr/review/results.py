@@ -71,12 +71,16 @@ def _machine(stored: StoredRow) -> MachineCard:
 
 
 class CodeCounts:
-    """How many cards carry each code number once the examiners' corrections apply."""
+    """How many cards carry each code number once the examiners' corrections apply.
+
+    Counted per (code number, part): on a layout of several parts the two cards of one
+    candidate are no duplicates (as in the store); elsewhere the part is always None.
+    """
 
     def __init__(self, store: ResultStore, groups: dict, double_entry: bool) -> None:
         self._store = store
         self.moved: dict[tuple[str, int, str], str] = {}  # page -> its corrected code number
-        self.delta: Counter[str] = Counter()
+        self.delta: Counter[tuple[str, int | None]] = Counter()  # (code number, part) -> change
         for (source, page, content_hash), events in groups.items():
             cards = store.machine_cards(where="source=? AND page=? AND content_hash=? AND duplicate_of IS NULL "
                                         "AND status <> 'error'", params=(source, page, content_hash))
@@ -84,15 +88,20 @@ class CodeCounts:
                 code = resolve_card(card, events, double_entry=double_entry, duplicate_code=False).code_number
                 if code != card.code_number:
                     self.moved[(source, page, content_hash)] = code
-                    self.delta[card.code_number] -= 1
-                    self.delta[code] += 1
-        self._cache: dict[str, int] = {}
+                    part = store.part_of(source, page)
+                    self.delta[card.code_number, part] -= 1
+                    self.delta[code, part] += 1
+        self._cache: dict[tuple[str, int | None], int] = {}
 
-    def carried(self, code: str) -> int:
-        """Cards carrying ``code`` now."""
-        if code not in self._cache:
-            self._cache[code] = self._store.cards_with_code(code) + self.delta.get(code, 0)
-        return self._cache[code]
+    def touched(self, code: str, part: int | None = None) -> bool:
+        """Whether corrections changed how many cards of this part carry ``code``."""
+        return (code, part) in self.delta
+
+    def carried(self, code: str, part: int | None = None) -> int:
+        """Cards of ``part`` carrying ``code`` now."""
+        if (code, part) not in self._cache:
+            self._cache[code, part] = self._store.cards_with_code(code, part) + self.delta.get((code, part), 0)
+        return self._cache[code, part]
 
 
 def resolved_cards(store: ResultStore, *, run_id: int | None = None) -> Iterator[ResolvedCard]:
@@ -100,17 +109,16 @@ def resolved_cards(store: ResultStore, *, run_id: int | None = None) -> Iterator
     groups = group_events(store.review_events())
     double_entry = store.meta(DOUBLE_ENTRY_META) == "1"
     codes = CodeCounts(store, groups, double_entry)
-    touched = set(codes.delta)
     for stored in store.iter_rows(run_id=run_id):
         card = _machine(stored)
         page_key = (card.source, card.page, card.content_hash)
         events = groups.get(page_key)
         current_code = codes.moved.get(page_key, card.code_number)
+        touched = codes.touched(current_code, stored.part)
         is_card = not stored.duplicate_of and card.status != "error"
         duplicate = is_card and bool(current_code) and (
-            codes.carried(current_code) > 1 if current_code in touched
-            else "duplicate_code" in card.flags)
-        if not events and current_code not in touched:
+            codes.carried(current_code, stored.part) > 1 if touched else "duplicate_code" in card.flags)
+        if not events and not touched:
             yield ResolvedCard(stored, card, None, duplicate)
             continue
         resolution = resolve_card(card, events or [], double_entry=double_entry, duplicate_code=duplicate)

@@ -222,11 +222,12 @@ class ReviewService:
     def _duplicate(self, snap: _Snapshot, card: MachineCard, code: str) -> bool:
         if not code:
             return False
-        if code in snap.codes.delta:
-            return snap.codes.carried(code) > 1
+        part = self.store().part_of(card.source, card.page)  # cards of parts: per (code, part)
+        if snap.codes.touched(code, part):
+            return snap.codes.carried(code, part) > 1
         if code == card.code_number:
             return "duplicate_code" in card.flags
-        return snap.codes.carried(code) > 0
+        return snap.codes.carried(code, part) > 0
 
     def _events(self, snap: _Snapshot, card: MachineCard) -> list[ReviewEvent]:
         return snap.events.get((card.source, card.page, card.content_hash), [])

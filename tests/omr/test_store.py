@@ -470,3 +470,28 @@ def test_an_old_store_gets_the_new_parts_and_keeps_its_rows(tmp_path):
         assert s.plan(ref("a.jpg", "h1")).action == "skip"
         put(s, ref("b.jpg", "h2"), run=s.begin_run())
         assert s.counts().pages == 2
+
+
+def test_a_corrected_code_number_counts_duplicates_per_part(tmp_path):
+    from omr.review.events import NewEvent
+    from omr.review.results import resolved_rows
+
+    with open_store(tmp_path / "p.sqlite", layout_name="cem-100", layout_parts=2) as s:
+        for name, part, code in (("a.jpg", "1", "123456782"), ("b.jpg", "2", "000000000"),
+                                 ("c.jpg", "1", "111111116")):
+            o = part_outcome(ref(name, name), part, code=code)
+            s.write_outcome(o, o.row)
+
+        def correct(source, code):
+            card = s.machine_cards(where="source=?", params=(source,))[0]
+            s.append_events([NewEvent(card.source, card.page, card.content_hash, "anna", "code_number", "", code,
+                                      1, "test", "", None)])
+
+        correct("b.jpg", "123456782")  # the second part of a.jpg's candidate: no duplicate
+        got = {r.source: (r.code_number, "duplicate_code" in r.flags) for r in resolved_rows(s)}
+        assert got == {"a.jpg": ("123456782", False), "b.jpg": ("123456782", False),
+                       "c.jpg": ("111111116", False)}
+        correct("c.jpg", "123456782")  # another part 1 of that code number: both part-1 cards flagged
+        got = {r.source: (r.code_number, "duplicate_code" in r.flags) for r in resolved_rows(s)}
+        assert got == {"a.jpg": ("123456782", True), "b.jpg": ("123456782", False),
+                       "c.jpg": ("123456782", True)}
