@@ -33,8 +33,9 @@ def is_loopback(host: str) -> bool:
               help="Each card resolved blind by two different examiners; disagreements go to a supervisor.")
 @click.option("--key", "key_path", type=click.Path(exists=True, dir_okay=False),
               help="Answer key for the provisional scores.  [default: the key the store was scored with]")
-@click.option("--layout", "layout_path", type=click.Path(exists=True, dir_okay=False),
-              help="Card layout JSON (default: the shipped lek-ldek-v1).")
+@click.option("--layout", "layout_path", metavar="NAME|PATH",
+              help="Card layout: a shipped one by name (cem-100...) or a layout JSON file.  "
+                   "[default: the store's own]")
 @click.option("--threads", type=click.IntRange(1, 32), default=6, show_default=True,
               help="Server threads (a card screen asks for its image and crops at once).")
 def review(db_path: str, host: str, port: int, token: str | None, double_entry: bool, key_path: str | None,
@@ -45,7 +46,7 @@ def review(db_path: str, host: str, port: int, token: str | None, double_entry: 
     keyboard and finalise them; each decision is an audited event in the store (the
     readings are never changed), and 'omr export' then writes the verified results.
     """
-    from omr.layout import load_layout
+    from omr.layout import load_layout, shipped_layouts
     from omr.review.app import create_app, serve
     from omr.review.service import ReviewService
     from scoring import load_key
@@ -55,6 +56,12 @@ def review(db_path: str, host: str, port: int, token: str | None, double_entry: 
                                "(every request must then carry it)")
     if token is not None and len(token) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--token")
+    if layout_path is None:  # the layout the store was made for, when it is a shipped one
+        from omr.store import open_store
+
+        with open_store(db_path) as store:
+            recorded = store.layout_name
+        layout_path = recorded if recorded in shipped_layouts() else None
     layout = load_layout(layout_path)
     service = ReviewService(db_path, layout, key=load_key(key_path) if key_path else None,
                             double_entry=double_entry)
