@@ -561,6 +561,7 @@ class ResultStore:
     ) -> None:
         self.path = Path(path)
         self._lock_fd: int | None = None
+        self._run_pages: list[tuple[int, int]] = []  # (run, row id) pairs of the open transaction
         if writer:
             self._lock_writer()
         self._key_cache: dict[int, AnswerKey] = {}
@@ -681,7 +682,13 @@ class ResultStore:
         self.close()
 
     def _tx(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, before_commit=self._flush_run_pages)
+
+    def _flush_run_pages(self) -> None:
+        """Record the (run, page) pairs `_seen` gathered, in one statement before the commit."""
+        if self._run_pages:
+            self._db.executemany("INSERT OR IGNORE INTO run_pages VALUES (?, ?)", self._run_pages)
+            self._run_pages.clear()
 
     # -- runs -------------------------------------------------------------------------
     @_faults
@@ -761,14 +768,16 @@ class ResultStore:
                 if stored is not None:
                     self._seen(stored[0], run_id, r)
 
-    def _seen(self, row_id: int, run_id: int | None, ref: PageRef) -> None:
+    def _seen(self, row_id: int, run_id: int | None, ref: PageRef | None) -> None:
         """Record inside the caller's transaction that run ``run_id`` held row ``row_id``
-        (and the file's absolute path, for a row stored without it)."""
+        (and the file's absolute path, for a row stored without it; ``ref`` None: the row
+        was just written with them)."""
         if run_id is None:
             return
-        self._db.execute("UPDATE pages SET seen_run=?, path=coalesce(path, ?) WHERE id=?",
-                         (run_id, _enc(ref.path), row_id))
-        self._db.execute("INSERT OR IGNORE INTO run_pages VALUES (?, ?)", (run_id, row_id))
+        if ref is not None:
+            self._db.execute("UPDATE pages SET seen_run=?, path=coalesce(path, ?) WHERE id=?",
+                             (run_id, _enc(ref.path), row_id))
+        self._run_pages.append((run_id, row_id))
 
     # -- writing ----------------------------------------------------------------------
     def write_outcome(
@@ -886,13 +895,6 @@ class ResultStore:
             }
         else:
             score_values = {}
-        if duplicate_of is None and content_hash is not None:
-            # the same content read under another path meanwhile (another writer; the
-            # batch plans such a page as a copy): this reading is kept as a copy of that one
-            first = db.execute("SELECT source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NULL",
-                               (content_hash, ref.page)).fetchone()
-            if first is not None:
-                duplicate_of = _dec(first[0])
         record = {
             "source": _enc(ref.source),
             "page": ref.page,
@@ -910,6 +912,26 @@ class ResultStore:
             **score_values,
             **values,
         }
+        try:
+            row_id = self._insert(record, retry, moved_ids)
+        except sqlite3.IntegrityError:
+            first = None if duplicate_of is not None or content_hash is None else db.execute(
+                "SELECT source FROM pages WHERE content_hash=? AND page=? AND duplicate_of IS NULL",
+                (content_hash, ref.page)).fetchone()
+            if first is None:
+                raise
+            # the same content read under another path meanwhile (not by this batch, which
+            # plans such a page as a copy): this reading is kept as a copy of that one
+            record["duplicate_of"] = first[0]
+            row_id = self._insert(record, retry, moved_ids)
+        self._seen(row_id, run_id, None)
+        code = str(record.get("code_number") or "")
+        self._refresh(codes | ({code} if code else set()), ids=[row_id])
+        return self._status(row_id)
+
+    def _insert(self, record: dict[str, object], retry: bool, moved_ids: list[int]) -> int:
+        """Insert a page row; return its id (see `_write`)."""
+        db = self._db
         params = tuple(record.get(c) for c in _WRITE_COLUMNS)
         if retry:  # the same row, read again: it keeps its id
             row_id = db.execute(_INSERT_WITH_ID, (moved_ids[0], *params)).lastrowid
@@ -921,10 +943,7 @@ class ResultStore:
         else:
             row_id = db.execute(_INSERT, params).lastrowid
         assert row_id is not None
-        self._seen(row_id, run_id, ref)
-        code = str(record.get("code_number") or "")
-        self._refresh(codes | ({code} if code else set()), ids=[row_id])
-        return self._status(row_id)
+        return row_id
 
     def _status(self, row_id: int) -> str:
         return str(self._db.execute("SELECT status FROM pages WHERE id=?", (row_id,)).fetchone()[0])
@@ -1479,10 +1498,12 @@ def _stored_row(r: tuple, parts: bool = False) -> StoredRow:
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception)."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); ``before_commit``
+    runs last inside it."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, before_commit: Callable[[], None] | None = None) -> None:
         self._db = db
+        self._before_commit = before_commit
 
     def __enter__(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
@@ -1490,6 +1511,8 @@ class _Transaction:
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
             if exc_type is None:
+                if self._before_commit is not None:
+                    self._before_commit()
                 self._db.execute("COMMIT")
                 return
         except sqlite3.Error:  # a full disk at the commit: undo, and tell why
