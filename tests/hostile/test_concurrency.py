@@ -29,7 +29,7 @@ def test_two_scans_on_one_store_each_complete_or_refused_and_each_page_once(tmp_
     for name, (code, out, err) in done.items():
         assert "Traceback" not in err, err
         if "another omr scan is writing this store" in err:  # refused, clearly, having written nothing
-            assert code not in (0, 1) or code == 1 and "error: StoreLockedError" in err, (code, err)
+            assert code == 3, (code, err)  # an environment fault: run it again once the other is done
             assert not (tmp_path / f"{name}.csv").exists() and not out
             refused.append(name)
         else:
