@@ -240,6 +240,8 @@ _WRITE_COLUMNS = (
 _INSERT = f"INSERT INTO pages ({', '.join(_WRITE_COLUMNS)}) VALUES ({', '.join('?' * len(_WRITE_COLUMNS))})"
 _INSERT_WITH_ID = (f"INSERT INTO pages (id, {', '.join(_WRITE_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * (1 + len(_WRITE_COLUMNS)))})")
+#: how long opening a store is tried again while another process creates it
+_OPEN_RETRY_S = 5.0
 #: the flag of a page whose worker process died reading it (`omr.batch.WORKER_CRASHED`)
 _WORKER_CRASHED = "worker_crashed"
 _ROW_COLUMNS = (
@@ -569,15 +571,11 @@ class ResultStore:
         #: one (a revision added while this process was scanning): the current revision
         self.late_revision: int | None = None
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
-            self._init_schema(layout_name)
+            mode = self._connect(layout_name)
             got = self._db.execute("SELECT value FROM meta WHERE key='layout_parts'").fetchone()
             if layout_name and layout_parts > 1 and got is None:
                 with self._tx():
-                    self._db.execute("INSERT INTO meta VALUES ('layout_parts', ?)", (str(layout_parts),))
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('layout_parts', ?)", (str(layout_parts),))
                 got = (str(layout_parts),)
             #: cards per candidate of the store's layout (1 unless recorded)
             self.layout_parts = int(got[0]) if got else 1
@@ -588,18 +586,34 @@ class ResultStore:
             raise StoreError(f"{self.path}: cannot switch to WAL journaling (got {mode!r}); use a local disk")
 
     # -- lifecycle --------------------------------------------------------------------
+    def _connect(self, layout_name: str | None) -> str:
+        """Connect, switch to WAL, make or check the schema; return the journal mode.
+
+        Runs starting together on one new store can get "database is locked" at once,
+        without the busy timeout (switching a new file to WAL): the open is tried again
+        for a few seconds (every step of it is idempotent) before that is an error."""
+        deadline = time.monotonic() + _OPEN_RETRY_S
+        while True:
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            try:
+                self._db.execute("PRAGMA busy_timeout = 30000")
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                self._db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across kill -9
+                self._init_schema(layout_name)
+                return str(mode)
+            except sqlite3.OperationalError as err:
+                self._db.close()
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
     def _init_schema(self, layout_name: str | None) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         has_tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-        if version == 0 and not has_tables:
-            # executescript commits any open transaction, so the script carries its own
-            script = f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-            self._db.executescript(script)
-            if layout_name:
-                with self._tx():
-                    self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+        if version == 0 and not has_tables and self._create_schema(layout_name):
             self._migrate()
             return
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: store schema version {version}, this omr reads version {SCHEMA_VERSION}; "
@@ -613,8 +627,23 @@ class ResultStore:
             )
         if layout_name and not stored:
             with self._tx():
-                self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('layout', ?)", (layout_name,))
         self._migrate()
+
+    def _create_schema(self, layout_name: str | None) -> bool:
+        """Create the schema of a new store; False when another process made it first.
+
+        Checked again under the write lock: two runs starting on one new store both saw
+        it empty, and the second's CREATE TABLE failed ("table meta already exists")."""
+        with self._tx():
+            if self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]:
+                return False
+            for statement in _split_script(_SCHEMA):
+                self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if layout_name:
+                self._db.execute("INSERT INTO meta VALUES ('layout', ?)", (layout_name,))
+        return True
 
     def _migrate(self) -> None:
         """Add the columns and tables of `_ADDED_COLUMNS` / `_MIGRATION` that are missing.
@@ -622,6 +651,16 @@ class ResultStore:
         Idempotent and cheap when nothing is missing (no write then), so every open runs
         it and an older store stays readable; other additions append to those two lists.
         """
+        if not self._missing_parts():
+            return
+        with self._tx():  # looked at again under the write lock: another process may have migrated
+            for table, name, decl in self._missing_parts() or []:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            for statement in _split_script(_MIGRATION):
+                self._db.execute(statement)
+
+    def _missing_parts(self) -> list[tuple[str, str, str]] | None:
+        """The columns `_migrate` must add; None when nothing at all is missing."""
         missing = [
             (table, name, decl)
             for table in ("pages", "superseded")
@@ -632,12 +671,8 @@ class ResultStore:
         names = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if not missing and {"review_events", "review_events_no_update", "review_events_no_delete",
                             "key_revisions", "pages_path", "run_pages"} <= names:
-            return
-        with self._tx():
-            for table, name, decl in missing:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-            for statement in _split_script(_MIGRATION):
-                self._db.execute(statement)
+            return None
+        return missing
 
     @property
     def layout_name(self) -> str:

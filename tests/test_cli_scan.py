@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from omr.cli import cli
 from omr.layout import load_layout
-from tests.omr.batch_helpers import blank_page, write_cards
+from tests.omr.batch_helpers import blank_page, write_cards, write_key
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +22,7 @@ def layout():
 
 @pytest.fixture(scope="module")
 def key_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("key") / "key.json"
-    path.write_text(json.dumps({"exam": "LEK", "session": "2026-09", "questions": 200,
-                                "versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56}))
-    return path
+    return write_key(tmp_path_factory.mktemp("key"))
 
 
 @pytest.fixture(scope="module")

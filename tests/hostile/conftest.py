@@ -9,9 +9,9 @@ no traceback, and, where the input could blow memory up, the command's peak RSS
 from __future__ import annotations
 
 import csv
-import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from omr.layout import load_layout
+from tests.omr.batch_helpers import write_key
 
 #: the omr command, run by the interpreter of the tests
 OMR = [sys.executable, "-c", "from omr.cli import main; main()"]
@@ -84,10 +85,7 @@ def layout():
 
 @pytest.fixture(scope="session")
 def key_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("key") / "key.json"
-    path.write_text(json.dumps({"exam": "LEK", "session": "2026-09", "questions": 200,
-                                "versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56}))
-    return path
+    return write_key(tmp_path_factory.mktemp("key"))
 
 
 @pytest.fixture(scope="session")
@@ -121,3 +119,15 @@ def session_processes(sid: int) -> list[str]:
         except (OSError, ValueError):
             continue
     return alive
+
+
+def stored_pages(db: Path) -> int:
+    """Pages committed in the store ``db`` (read-only; 0 while it cannot be read)."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)
+        try:
+            return con.execute("SELECT count(*) FROM pages").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0

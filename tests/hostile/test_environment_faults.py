@@ -25,6 +25,7 @@ import omr.store
 from omr.cli import main
 from omr.layout import load_layout
 from scoring import ResultRow, read_csv, write_csv
+from tests.hostile.conftest import stored_pages
 from tests.omr.batch_helpers import code_number, write_cards
 
 KEY = {"exam": "LEK", "session": "2026-09", "questions": 200, "versions": {"A": {"key": "ABCDE" * 40}}}
@@ -284,7 +285,7 @@ def test_sigterm_stops_a_scan_like_ctrl_c(batch: Path, tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while not _stored(db):
+        while not stored_pages(db):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no page stored within 60 s"
             time.sleep(0.02)
@@ -296,15 +297,6 @@ def test_sigterm_stops_a_scan_like_ctrl_c(batch: Path, tmp_path: Path) -> None:
     assert err.startswith("interrupted: scan stopped: ") and "Run the same command again to resume" in err
     assert "Traceback" not in err
     stored = int(err.split("scan stopped: ")[1].split()[0])
-    assert stored == _stored(db) and 1 <= stored < 6
+    assert stored == stored_pages(db) and 1 <= stored < 6
 
 
-def _stored(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.1)
-        try:
-            return con.execute("SELECT count(*) FROM pages").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0

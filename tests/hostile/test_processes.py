@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from omr import batch as batch_module
 from omr.batch import WORKER_CRASHED, run_batch
 from omr.pages import iter_pages
 from omr.store import open_store
-from tests.hostile.conftest import OMR, scan, session_processes
+from tests.hostile.conftest import OMR, scan, session_processes, stored_pages
 from tests.omr.batch_helpers import stub_score, write_cards
 from omr.pipeline import process_page
 
@@ -27,15 +26,6 @@ def crashing_process_page(ref, layout, thresholds):
     return process_page(ref, layout, thresholds)
 
 
-def _stored(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            return con.execute("SELECT count(*) FROM pages").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
 
 
 def _start(tmp_path: Path, key_path: Path, folder: Path, *extra: str, workers: int = 2
@@ -66,7 +56,7 @@ def folder(tmp_path_factory, layout):
 
 def _until_stored(proc: subprocess.Popen, log: Path, db: Path, pages: int) -> None:
     deadline = time.monotonic() + 60
-    while _stored(db) < pages:
+    while stored_pages(db) < pages:
         assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "nothing stored within 60 s"
         time.sleep(0.01)
@@ -109,14 +99,14 @@ def test_sigterm_and_sighup_end_the_run_cleanly(tmp_path, key_path, folder, sig)
     assert code != 0 and not alive, (code, alive)
     assert list((tmp_path / "tmp").iterdir()) == [] and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
-    assert _stored(db) >= 2  # the committed pages are kept: a re-run resumes
+    assert stored_pages(db) >= 2  # the committed pages are kept: a re-run resumes
 
 
 def test_a_scratch_folder_left_by_sigkill_is_swept_by_the_next_run(tmp_path, key_path, folder):
     proc, log = _start(tmp_path, key_path, folder, "--out", str(tmp_path / "x.csv"), workers=1)
     try:
         deadline = time.monotonic() + 60
-        while not [p for p in (tmp_path / "tmp").glob("omr-scan-*/results.sqlite") if _stored(p) >= 1]:
+        while not [p for p in (tmp_path / "tmp").glob("omr-scan-*/results.sqlite") if stored_pages(p) >= 1]:
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline
             time.sleep(0.01)

@@ -69,3 +69,13 @@ def blank_page(path: Path, size: tuple[int, int] = (1169, 827)) -> Path:
     """A white page (no card on it)."""
     assert cv2.imwrite(str(path), np.full(size, 255, np.uint8))
     return path
+
+
+def write_key(folder: Path) -> Path:
+    """A valid LEK key (one version, ``ABCDE`` repeated) as ``folder/key.json``."""
+    import json
+
+    path = folder / "key.json"
+    path.write_text(json.dumps({"exam": "LEK", "session": "2026-09", "questions": 200,
+                                "versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56}))
+    return path

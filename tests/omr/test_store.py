@@ -495,3 +495,26 @@ def test_a_corrected_code_number_counts_duplicates_per_part(tmp_path):
         got = {r.source: (r.code_number, "duplicate_code" in r.flags) for r in resolved_rows(s)}
         assert got == {"a.jpg": ("123456782", True), "b.jpg": ("123456782", False),
                        "c.jpg": ("123456782", True)}
+
+
+def test_several_processes_creating_one_new_store_at_once_all_open_it(tmp_path):
+    import threading
+
+    errors = []
+    for attempt in range(5):
+        path = tmp_path / f"new-{attempt}.sqlite"
+        start = threading.Barrier(6)
+
+        def open_new():
+            start.wait()
+            try:
+                open_store(path, layout_name="lek-ldek-v1").close()
+            except Exception as err:  # noqa: BLE001 - collected, asserted below
+                errors.append(err)
+
+        threads = [threading.Thread(target=open_new) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
