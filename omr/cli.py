@@ -760,8 +760,10 @@ cli.add_command(layouts)
 
 def _register() -> None:
     from omr.cli_keys import key
+    from omr.cli_report import report
 
     cli.add_command(key)
+    cli.add_command(report)
 
 
 _register()
