@@ -11,6 +11,7 @@ Timed (BLAS limited to one thread, the process pinned to one CPU):
 * ``analyse_items`` on the (N, 200) codes: p, upper/lower 27 %, D, point-biserial,
   shares of A–E, '-', '*', '?', KR-20, flags;
 * ``compare_keys``: both keys over the cohort and the cards whose result moved;
+* ``omr.report.write_slips`` for 10,000 cards (one PDF page each);
 * as a check, both on a 2,000-card subset against the tests' plain-Python references.
 """
 
@@ -73,6 +74,22 @@ def check_subset(key_dict: dict, new_dict: dict, chars: np.ndarray, versions: np
     return f"{n} cards: items and changes equal to the plain-Python references (largest r_pb difference {worst:.1e})"
 
 
+def bench_slips(key: AnswerKey, chars: np.ndarray, versions: np.ndarray, n: int) -> tuple[float, int]:
+    import tempfile
+
+    from omr.report import write_slips
+    from scoring import score_rows
+    from scoring.results import ResultRow
+
+    rows = [ResultRow(source=f"scan-{i}.jpg", page=1, status="ok", code_number=f"{i:09d}", version=str(v),
+                      responses=chars[i].tobytes().decode("ascii")) for i, v in enumerate(versions[:n].tolist())]
+    rows = score_rows(rows, key, details=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        pages = write_slips(rows, key, Path(tmp) / "slips.pdf")
+        return time.perf_counter() - t0, pages
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cards", type=int, default=1_000_000)
@@ -90,6 +107,7 @@ def main() -> int:
     vi = version_indices(versions.tolist(), key)
     item_times, items = timed(lambda: analyse_items(codes, vi, key), args.repeats)
     change_times, changes = timed(lambda: compare_keys(codes, vi, key, new), args.repeats)
+    slips_s, slips_n = bench_slips(key, chars, versions, 10_000)
     check = check_subset(key_dict, new_dict, chars, versions, 2000)
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()[0]
@@ -108,6 +126,8 @@ def main() -> int:
         f"**{statistics.median(item_times):.2f} s** | {min(item_times):.2f} s |",
         f"| `compare_keys` (both keys, the cards that moved) | **{statistics.median(change_times):.2f} s** | "
         f"{min(change_times):.2f} s |",
+        f"| `write_slips` ({slips_n:,} cards, one A4 page each) | {slips_s:.2f} s | "
+        f"{1000 * slips_s / slips_n:.2f} ms a page |",
         "",
         f"KR-20 {items.kr20:.3f}, {flagged} questions flagged; the new key (5 more annulled, 2 alternatives) "
         f"moves {changes.changed.size:,} cards ({changes.passed_to_failed:,} pass→fail, "

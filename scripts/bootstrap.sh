@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh machine, then get out of the way:
 # the system packages libzbar0 (pyzbar's backend) and chromium (browser tests), a
-# virtualenv in .venv, and the package with its review and test extras.
+# virtualenv in .venv, and the package with its report, review and test extras.
 # Idempotent: a second run takes well under a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing Python dependencies into .venv..." >&2
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[review,test]" >&2
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[report,review,test]" >&2
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
