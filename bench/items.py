@@ -126,8 +126,8 @@ def main() -> int:
         f"**{statistics.median(item_times):.2f} s** | {min(item_times):.2f} s |",
         f"| `compare_keys` (both keys, the cards that moved) | **{statistics.median(change_times):.2f} s** | "
         f"{min(change_times):.2f} s |",
-        f"| `write_slips` ({slips_n:,} cards, one A4 page each) | {slips_s:.2f} s | "
-        f"{1000 * slips_s / slips_n:.2f} ms a page |",
+        f"| `write_slips` ({slips_n:,} cards, one A4 page each), one run | {slips_s:.2f} s "
+        f"({1000 * slips_s / slips_n:.2f} ms a page) | |",
         "",
         f"KR-20 {items.kr20:.3f}, {flagged} questions flagged; the new key (5 more annulled, 2 alternatives) "
         f"moves {changes.changed.size:,} cards ({changes.passed_to_failed:,} pass→fail, "

@@ -207,6 +207,18 @@ def _check_codes(codes: object, name: str, questions: int | None = None) -> None
                            "use the key written for this card")
 
 
+def _check_version_index(version_index: object, n: int, key: AnswerKey) -> NDArray[np.integer]:
+    """``version_index`` must be (n,) integers indexing ``key.versions``; returned as an array."""
+    index = np.asarray(version_index)
+    if index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
+        raise ScoringError(f"version_index: expected ({n},) integers, got {index.dtype} "
+                           f"array of shape {index.shape}")
+    if n and (index.min() < 0 or index.max() >= len(key.versions)):
+        raise ScoringError(f"version_index: values must be 0..{len(key.versions) - 1} (the key's versions "
+                           f"{', '.join(key.version_names)})")
+    return index
+
+
 # -- versions ----------------------------------------------------------------------------
 
 
@@ -337,16 +349,10 @@ def score_codes(codes: NDArray[np.uint8], version_index: NDArray[np.integer], ke
     ([3, 3, 0], 3, [10000, 10000, 0], [True, True, False])
     """
     _check_codes(codes, "codes", key.questions)
-    version_index = np.asarray(version_index)
+    version_index = _check_version_index(version_index, codes.shape[0], key)
     n = codes.shape[0]
-    if version_index.shape != (n,) or not np.issubdtype(version_index.dtype, np.integer):
-        raise ScoringError(f"version_index: expected ({n},) integers, got {version_index.dtype} "
-                           f"array of shape {version_index.shape}")
     tables = _key_tables(key)
     n_versions, n_domains = len(key.versions), len(key.domains)
-    if n and (version_index.min() < 0 or version_index.max() >= n_versions):
-        raise ScoringError(f"version_index: values must be 0..{n_versions - 1} (the key's versions "
-                           f"{', '.join(key.version_names)})")
     counts = np.empty((n, n_domains + 1), dtype=np.int32)
     block = min(_BLOCK_ROWS, max(n, 1))
     right_f32 = np.empty((block, key.questions), dtype=np.float32)

@@ -47,7 +47,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from omr.errors import ScoringError
-from scoring.core import _check_codes, response_alphabet
+from scoring.core import _check_codes, _check_version_index, response_alphabet
 from scoring.key import AnswerKey
 
 __all__ = ["GROUP_SHARE", "ItemAnalysis", "analyse_items", "group_size"]
@@ -222,15 +222,10 @@ def analyse_items(codes: NDArray[np.uint8], version_index: NDArray[np.integer], 
     ([0.75, 0.5], [0.0, 0.5, 0.25], [0.0, 0.25])
     """
     _check_codes(codes, "codes", key.questions)
-    version_index = np.asarray(version_index)
     n, q = codes.shape
+    version_index = _check_version_index(version_index, n, key)
     if _BLOCK_ROWS * q >= 2**24:
         raise ScoringError(f"{q} questions: the exact float32 sums need fewer than {2**24 // _BLOCK_ROWS}")
-    if version_index.shape != (n,) or not np.issubdtype(version_index.dtype, np.integer):
-        raise ScoringError(f"version_index: expected ({n},) integers, got {version_index.dtype} array of "
-                           f"shape {version_index.shape}")
-    if n and (version_index.min() < 0 or version_index.max() >= len(key.versions)):
-        raise ScoringError(f"version_index: values must be 0..{len(key.versions) - 1}")
     t = _tables(key)
     n_versions = len(key.versions)
     bins = response_alphabet(key.options) + "!"

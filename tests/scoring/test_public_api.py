@@ -22,7 +22,8 @@ def test_the_pipeline_names_are_there() -> None:
         assert name in scoring.__all__
 
 
-@pytest.mark.parametrize("module", ["scoring.key", "scoring.core", "scoring.rows", "scoring.export"])
+@pytest.mark.parametrize("module", ["scoring.key", "scoring.core", "scoring.rows", "scoring.export", "scoring.items",
+                                    "scoring.changes", "scoring.summary"])
 def test_docstring_examples(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
