@@ -99,7 +99,7 @@ def test_the_change_report_matches_a_per_candidate_loop(data):
     key_a = data.draw(key_dicts(max_questions=12))
     key_b = dict(key_a)
     q = key_a["questions"]
-    key_b["annulled"] = data.draw(st.lists(st.integers(1, q), unique=True, max_size=q))
+    key_b["annulled"] = data.draw(st.lists(st.integers(1, q), unique=True, max_size=q - 1))  # one must stay
     key_b["pass_percent"] = data.draw(st.integers(0, 100))
     key_b["accepted"] = data.draw(st.dictionaries(st.integers(1, q).map(str),
                                                   st.sampled_from(key_a["options"]), max_size=3))
