@@ -32,14 +32,13 @@ A layout without parts is the one-part case: each candidate has one card.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
 from omr.flags import REVIEW, decide_status
-from scoring.export import _percent_text, _Replacing
+from scoring.export import _CsvRows, _percent_text, _Replacing, _responses_text, spreadsheet_text
 from scoring.key import AnswerKey
 from scoring.results import ResultRow
 from scoring.rows import SCORING_FLAGS, score_rows
@@ -252,16 +251,17 @@ def write_candidates_csv(rows: Iterable[CandidateRow], path: str | Path) -> int:
     """
     n = 0
     with _Replacing(path) as fh:
-        writer = csv.writer(fh, lineterminator="\n")
+        writer = _CsvRows(fh)
         writer.writerow(CANDIDATE_COLUMNS)
         for r in rows:
             n += 1
             writer.writerow([
-                r.code_number, r.status, r.version, r.responses,
+                spreadsheet_text(r.code_number), r.status, spreadsheet_text(r.version),
+                _responses_text(r.responses),
                 "" if r.correct is None else str(r.correct),
                 "" if r.max_points is None else str(r.max_points),
                 "" if r.percent is None else _percent_text(r.percent),
                 "" if r.passed is None else ("true" if r.passed else "false"),
-                ";".join(r.flags), ";".join(r.pages),
+                spreadsheet_text(";".join(r.flags)), spreadsheet_text(";".join(r.pages)),
             ])
     return n

@@ -3,9 +3,23 @@
 CSV: UTF-8, a header row, the required columns first in spec order, then any extra
 columns (``ResultRow.extra``).  Empty score cells on rows without a score; ``percent``
 with two decimals; ``passed`` as ``true``/``false``; ``flags`` joined with ``;``.
-Every value is written as it is — ``code_number`` and ``responses`` are text, so
-leading zeros and a leading ``-`` survive a round trip (import the column as *text*
-in a spreadsheet: a spreadsheet that guesses types turns ``012345674`` into a number).
+``code_number`` and ``responses`` are text, so leading zeros and a leading ``-``
+survive a round trip (import the column as *text* in a spreadsheet: a spreadsheet that
+guesses types turns ``012345674`` into a number).
+
+No cell can run as a spreadsheet formula (CSV injection: a file named
+``=HYPERLINK(...).jpg``, a message quoting it).  A text cell whose first character,
+after any apostrophes and spaces, is one a spreadsheet starts a formula with (``=``,
+``+``, ``-``, ``@``, tab, carriage return, or the full-width ``＝＋－＠``) is written
+with one ``'`` before it, the spreadsheets' own "this is text" mark; `read_csv` takes
+exactly that one ``'`` off again (`spreadsheet_text` / `from_spreadsheet_text`: every
+value round-trips, an apostrophe of the value's own included).  The one exception is
+a ``responses`` cell made only of capital letters and ``-*?`` (every row the reader
+writes): spec §6 fixes it as one character per question, a program reading the file
+must get those 200 characters, and such a cell holds no digit, parenthesis, ``!`` or
+``|``, so it cannot reference a cell, call a function or reach another program; a
+spreadsheet told to evaluate it shows ``#NAME?``, so import that column as text.
+JSON Lines is not for spreadsheets: its values are written as they are.
 
 JSON Lines: one object per row with the same keys; ``page``, ``correct`` and
 ``max_points`` are numbers, ``passed`` a boolean, ``percent`` a string (``"56.06"``:
@@ -21,6 +35,7 @@ from __future__ import annotations
 import codecs
 import csv
 import errno
+import io
 import itertools
 import json
 import os
@@ -34,9 +49,60 @@ from typing import Any, TextIO
 from omr.errors import OutputError, ScoringError
 from scoring.results import RESULT_COLUMNS, STATUSES, ResultRow
 
-__all__ = ["read_csv", "read_jsonl", "read_results", "write_csv", "write_jsonl"]
+__all__ = ["from_spreadsheet_text", "read_csv", "read_jsonl", "read_results", "spreadsheet_text", "write_csv",
+           "write_jsonl"]
 
 _CENT = Decimal("0.01")
+#: first characters that make a spreadsheet read a cell as a formula (OWASP's list, and
+#: the full-width forms some spreadsheets take for them)
+FORMULA_STARTS = frozenset("=+-@\t\r\uff1d\uff0b\uff0d\uff20")
+#: a responses cell made only of these is written as it is (see the module docstring)
+_RESPONSE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ-*?")
+
+
+def _formula_like(text: str) -> bool:
+    """Whether a spreadsheet would evaluate ``text`` once its leading ``'`` are gone."""
+    rest = text.lstrip("'").lstrip(" ")
+    return bool(rest) and rest[0] in FORMULA_STARTS
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet evaluates: ``'`` before a formula-like value.
+
+    >>> spreadsheet_text("=1+1"), spreadsheet_text("a.jpg"), spreadsheet_text("'-1")
+    ("'=1+1", 'a.jpg', "''-1")
+    """
+    return "'" + text if text and _formula_like(text) else text
+
+
+def from_spreadsheet_text(cell: str) -> str:
+    """The value `spreadsheet_text` wrote as ``cell`` (its one added ``'`` taken off).
+
+    >>> from_spreadsheet_text("'=1+1"), from_spreadsheet_text("''-1"), from_spreadsheet_text("'quoted'")
+    ('=1+1', "'-1", "'quoted'")
+    """
+    return cell[1:] if cell.startswith("'") and _formula_like(cell) else cell
+
+
+class _CsvRows:
+    """``csv.writer`` rows ending in ``\n`` that also quote a cell holding a bare ``\r``
+    (the writer quotes only on its line terminator's characters: a file name with a
+    carriage return split its row in two on reading)."""
+
+    def __init__(self, fh: TextIO) -> None:
+        self._fh = fh
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+
+    def writerow(self, cells: Sequence[str]) -> None:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(cells)
+        self._fh.write(self._buffer.getvalue()[:-2] + "\n")
+
+
+def _responses_text(responses: str) -> str:
+    return responses if _RESPONSE_CHARS.issuperset(responses) else spreadsheet_text(responses)
 
 
 def _percent_text(percent: Decimal) -> str:
@@ -46,17 +112,17 @@ def _percent_text(percent: Decimal) -> str:
 def _cells(row: ResultRow) -> list[str]:
     """The required columns of ``row`` as CSV text, in `RESULT_COLUMNS` order."""
     return [
-        row.source,
+        spreadsheet_text(row.source),
         str(row.page),
-        row.status,
-        row.code_number,
-        row.version,
-        row.responses,
+        spreadsheet_text(row.status),
+        spreadsheet_text(row.code_number),
+        spreadsheet_text(row.version),
+        _responses_text(row.responses),
         "" if row.correct is None else str(row.correct),
         "" if row.max_points is None else str(row.max_points),
         "" if row.percent is None else _percent_text(row.percent),
         "" if row.passed is None else ("true" if row.passed else "false"),
-        ";".join(row.flags),
+        spreadsheet_text(";".join(row.flags)),
     ]
 
 
@@ -69,7 +135,7 @@ def _extra_cells(row: ResultRow, columns: Sequence[str], path: Path, n: int) -> 
             f"(taken from the first row: {', '.join(columns) or 'no extra columns'}) lacks; pass "
             "extra_columns= with every column"
         )
-    return [values.get(name, "") for name in columns]
+    return [spreadsheet_text(values.get(name, "")) for name in columns]
 
 
 class _Replacing:
@@ -211,7 +277,7 @@ def write_csv(
         raise ScoringError(f"{path}: extra column {clash[0]!r} repeats a required column")
     n = 0
     with _Replacing(path, errors="omr-name-bytes") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
+        writer = _CsvRows(fh)
         writer.writerow([*RESULT_COLUMNS, *columns])
         for row in itertools.chain([first] if first is not None else [], it):
             n += 1
@@ -379,7 +445,7 @@ def read_csv(path: str | Path) -> list[ResultRow]:
                 where = f"{path} line {reader.line_num}"
                 if len(cells) != len(header):
                     raise ScoringError(f"{where}: {len(cells)} cells, but the header has {len(header)}")
-                values = dict(zip(header, cells, strict=True))
+                values = dict(zip(header, map(from_spreadsheet_text, cells), strict=True))
                 rows.append(_Cells(where, values).row(tuple((c, values[c]) for c in extra_names)))
     except OSError as err:
         raise ScoringError(f"cannot read results {path}: {err.strerror}") from err

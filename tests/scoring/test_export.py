@@ -33,7 +33,8 @@ def test_csv_layout(tmp_path: Path) -> None:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == ",".join(RESULT_COLUMNS)
     assert lines[1] == "scans/a b.jpg,1,ok,012345674,A,-AB*?E,111,198,56.06,true,rotated:180"
-    assert lines[2] == ('"odd,""name"".tif",3,review,,,=A+B-@,0,198,0.00,false,'
+    # responses only of capitals and -*? as they are (spec §6); anything else a formula could be is quoted
+    assert lines[2] == ('"odd,""name"".tif",3,review,,,\'=A+B-@,0,198,0.00,false,'
                         '"ambiguous:17,45;version_missing"')
     assert lines[3] == "broken.jpg,1,error,,,,,,,,image_unreadable"
 
