@@ -45,8 +45,13 @@ from omr.decode import luhn_check_digit  # noqa: E402
 from omr.layout import load_layout  # noqa: E402
 from omr.render import render_card  # noqa: E402
 
-KEY = {"exam": "LEK", "session": "bench", "questions": 200, "versions": {"A": {"key": "ABCDE" * 40}},
-       "pass_percent": 56}
+KEY = {
+    "exam": "LEK",
+    "session": "bench",
+    "questions": 200,
+    "versions": {"A": {"key": "ABCDE" * 40}},
+    "pass_percent": 56,
+}
 
 
 def _code(i: int) -> str:
@@ -57,7 +62,9 @@ def _code(i: int) -> str:
 def _box(img: np.ndarray, center_mm: np.ndarray, dpi: float, value: int) -> None:
     s = dpi / 25.4
     x, y = center_mm
-    cv2.rectangle(img, (int((x - 1.7) * s), int((y - 1.2) * s)), (int((x + 1.7) * s), int((y + 1.2) * s)), value, -1)
+    cv2.rectangle(
+        img, (int((x - 1.7) * s), int((y - 1.2) * s)), (int((x + 1.7) * s), int((y + 1.2) * s)), value, -1
+    )
 
 
 def make_cards(folder: Path, n: int, doubts: int, dpi: float, seed: int, first: int = 0) -> None:
@@ -100,13 +107,18 @@ def run(args: argparse.Namespace) -> dict:
     key.write_text(json.dumps(KEY))
     db = work / "results.sqlite"
     make_cards(work / "scans", args.cards, args.doubts, args.dpi, seed=1)
-    subprocess.run([_omr(), "scan", str(work / "scans"), "--key", str(key), "--db", str(db), "--workers", "1"],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [_omr(), "scan", str(work / "scans"), "--key", str(key), "--db", str(db), "--workers", "1"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     scanner = None
     if args.with_scan:
         make_cards(work / "more", args.with_scan, args.doubts, args.dpi, seed=2, first=10_000)
-        scanner = subprocess.Popen([_omr(), "scan", str(work / "more"), "--key", str(key), "--db", str(db),
-                                    "--workers", "1"], stdout=subprocess.DEVNULL)
+        scanner = subprocess.Popen(
+            [_omr(), "scan", str(work / "more"), "--key", str(key), "--db", str(db), "--workers", "1"],
+            stdout=subprocess.DEVNULL,
+        )
     service = ReviewService(db, load_layout())
     server = serve(create_app(service), "127.0.0.1", 0, threads=4)
     threading.Thread(target=server.run, daemon=True).start()
@@ -164,13 +176,20 @@ def run(args: argparse.Namespace) -> dict:
     with service.store() as store:
         verified = sum(1 for r in resolved_rows(store) if r.status == "verified")
     return {
-        "cards": args.cards, "doubts": args.doubts, "dpi": args.dpi, "with_scan": args.with_scan,
-        "decisions": len(decisions), "decision_median_ms": 1e3 * statistics.median(decisions),
-        "decision_p90_ms": 1e3 * _pct(decisions, 90), "decision_max_ms": 1e3 * max(decisions),
-        "load_median_ms": 1e3 * statistics.median(loads), "load_p90_ms": 1e3 * _pct(loads, 90),
+        "cards": args.cards,
+        "doubts": args.doubts,
+        "dpi": args.dpi,
+        "with_scan": args.with_scan,
+        "decisions": len(decisions),
+        "decision_median_ms": 1e3 * statistics.median(decisions),
+        "decision_p90_ms": 1e3 * _pct(decisions, 90),
+        "decision_max_ms": 1e3 * max(decisions),
+        "load_median_ms": 1e3 * statistics.median(loads),
+        "load_p90_ms": 1e3 * _pct(loads, 90),
         "finalise_next_median_ms": 1e3 * statistics.median(finalise_to_next),
         "finalise_next_p90_ms": 1e3 * _pct(finalise_to_next, 90),
-        "verified": verified, "elapsed_s": elapsed,
+        "verified": verified,
+        "elapsed_s": elapsed,
         "scan_exit": None if scanner is None else scanner.returncode,
     }
 
@@ -185,8 +204,21 @@ def screenshots(out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="omr-review-shots-"))
     (work / "key.json").write_text(json.dumps(KEY))
     make_cards(work / "scans", 6, 3, 200, seed=3)
-    subprocess.run([_omr(), "scan", str(work / "scans"), "--key", str(work / "key.json"), "--db",
-                    str(work / "r.sqlite"), "--workers", "1"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            _omr(),
+            "scan",
+            str(work / "scans"),
+            "--key",
+            str(work / "key.json"),
+            "--db",
+            str(work / "r.sqlite"),
+            "--workers",
+            "1",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     server = serve(create_app(ReviewService(work / "r.sqlite", load_layout())), "127.0.0.1", 0)
     threading.Thread(target=server.run, daemon=True).start()
     url = f"http://127.0.0.1:{server.effective_port}"
@@ -218,25 +250,30 @@ def _section(results: list[dict], command: str) -> str:
     lines = [
         "## Review station",
         "",
-        f"`{command}` ({time.strftime('%Y-%m-%d')}, this 2-core machine; a scripted examiner in Debian's headless",
-        "Chromium through Playwright, the server in the same process). *Decision*: letter + Enter until the new",
-        "panel with its audit row is shown (one POST, the event written, the card re-resolved and re-scored).",
-        "*Card load*: navigation to a card until the page image, the grid, the crops and the panel are there",
+        f"`{command}` ({time.strftime('%Y-%m-%d')}, this 2-core machine; a scripted examiner in",
+        "Debian's headless Chromium through Playwright, the server in the same process). *Decision*:",
+        "letter +",
+        "Enter until the new panel with its audit row is shown (one POST, the event written, the card",
+        "re-resolved and re-scored). *Card load*: navigation to a card until the page image, the grid, the",
+        "crops and the panel are there",
         "(each card once more after the run, in a fresh browser context: nothing cached in the browser).",
         "*Finalise → next*: Enter on a resolved card until the next card's screen has loaded.",
         "",
-        "| run | decisions | decision median / p90 / max | card load median / p90 | finalise → next median / p90 |"
-        " verified |",
+        "| run | decisions | decision median / p90 / max | card load median / p90 "
+        "| finalise → next median / p90 | verified |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         name = f"{r['cards']} cards × {r['doubts']} `?`, {r['dpi']:g} DPI" + (
             f", `omr scan` of {r['with_scan']} more cards writing the store meanwhile (exit {r['scan_exit']})"
-            if r["with_scan"] else "")
+            if r["with_scan"]
+            else ""
+        )
         lines.append(
             f"| {name} | {r['decisions']} | {r['decision_median_ms']:.0f} / {r['decision_p90_ms']:.0f} / "
             f"{r['decision_max_ms']:.0f} ms | {r['load_median_ms']:.0f} / {r['load_p90_ms']:.0f} ms | "
-            f"{r['finalise_next_median_ms']:.0f} / {r['finalise_next_p90_ms']:.0f} ms | {r['verified']} |")
+            f"{r['finalise_next_median_ms']:.0f} / {r['finalise_next_p90_ms']:.0f} ms | {r['verified']} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -249,7 +286,7 @@ def _write_section(text: str) -> None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = old.find("\n## ", start + 1)
-        new = old[:start] + text + ("" if end < 0 else old[end + 1:])
+        new = old[:start] + text + ("" if end < 0 else old[end + 1 :])
     path.write_text(new, encoding="utf-8")
 
 

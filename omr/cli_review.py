@@ -16,7 +16,9 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         try:
-            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+            return all(
+                ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None)
+            )
         except OSError:
             return False
 
@@ -52,8 +54,10 @@ def review(db_path: str, host: str, port: int, token: str | None, double_entry: 
     from scoring import load_key
 
     if not is_loopback(host) and not token:
-        raise click.UsageError(f"--host {host} is reachable from other machines: give --token SECRET too "
-                               "(every request must then carry it)")
+        raise click.UsageError(
+            f"--host {host} is reachable from other machines: give --token SECRET too "
+            "(every request must then carry it)"
+        )
     if token is not None and len(token) < 8:
         raise click.BadParameter("use at least 8 characters", param_hint="--token")
     if layout_path is None:  # the layout the store was made for, when it is a shipped one
@@ -63,8 +67,9 @@ def review(db_path: str, host: str, port: int, token: str | None, double_entry: 
             recorded = store.layout_name
         layout_path = recorded if recorded in shipped_layouts() else None
     layout = load_layout(layout_path)
-    service = ReviewService(db_path, layout, key=load_key(key_path) if key_path else None,
-                            double_entry=double_entry)
+    service = ReviewService(
+        db_path, layout, key=load_key(key_path) if key_path else None, double_entry=double_entry
+    )
     stored = service.store().meta("layout")
     if stored and stored != layout.name:
         raise click.UsageError(f"{db_path} holds cards of layout {stored!r}; give --layout for it")

@@ -1094,7 +1094,8 @@ class ResultStore:
     def set_meta(self, name: str, value: str) -> None:
         """Set a value of the ``meta`` table (one transaction)."""
         with self._tx():
-            self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            self._db.execute("INSERT INTO meta VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
                              (name, value))
 
     @_faults
@@ -1133,7 +1134,8 @@ class ResultStore:
         with self._tx():
             for e in events:
                 cur = self._db.execute(
-                    "INSERT INTO review_events (at, examiner, source, page, content_hash, field, value_before, "
+                    "INSERT INTO review_events (at, examiner, source, page, content_hash, field, "
+                    "value_before, "
                     "value_after, entry_round, reason, note, undoes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (at, e.examiner, e.source, e.page, e.content_hash, e.field, e.before, e.after,
                      e.entry_round, e.reason, e.note, e.undoes),
@@ -1168,9 +1170,12 @@ class ResultStore:
         return [card for _, card in self.numbered_cards(where=where, params=params)]
 
     @_faults
-    def numbered_cards(self, *, where: str = "", params: Sequence[object] = ()) -> list[tuple[int, MachineCard]]:
+    def numbered_cards(
+        self, *, where: str = "", params: Sequence[object] = ()
+    ) -> list[tuple[int, MachineCard]]:
         """As `machine_cards`, each with its row id (a reading's id: a re-scan gets a new one)."""
-        sql = ("SELECT id, source, page, coalesce(content_hash, ''), status, code_number, version, responses, "
+        sql = ("SELECT id, source, page, coalesce(content_hash, ''), status, code_number, version, "
+               "responses, "
                f"flags FROM pages {('WHERE ' + where) if where else ''} ORDER BY source, page")
         return [(i, MachineCard(s, p, h, st, c, v, r, _split(f))) for i, s, p, h, st, c, v, r, f
                 in self._db.execute(sql, tuple(params))]
@@ -1184,8 +1189,8 @@ class ResultStore:
     @_faults
     def code_reads(self, source: str, page: int) -> tuple[str, str]:
         """(barcode, grid digits) as the reader found them on a stored page ("" when none)."""
-        got = self._db.execute("SELECT coalesce(barcode, ''), coalesce(grid, '') FROM pages WHERE source=? AND page=?",
-                               (source, page)).fetchone()
+        got = self._db.execute("SELECT coalesce(barcode, ''), coalesce(grid, '') FROM pages "
+                               "WHERE source=? AND page=?", (source, page)).fetchone()
         return ("", "") if got is None else (str(got[0]), str(got[1]))
 
     @_faults
@@ -1218,7 +1223,9 @@ class ResultStore:
             "FROM pages WHERE source=? AND page=?", (source, page)).fetchone()
         if got is None or got[2] is None:
             return None
-        shifts = None if got[3] is None else np.frombuffer(got[3], np.float32).reshape(-1, 2).astype(np.float64)
+        shifts = None
+        if got[3] is not None:
+            shifts = np.frombuffer(got[3], np.float32).reshape(-1, 2).astype(np.float64)
         return PageGeometry(path=got[0], content_hash=got[1],
                             homography=np.array(json.loads(got[2]), dtype=np.float64).reshape(3, 3),
                             box_shifts_mm=shifts, rotation_deg=int(got[4] or 0))
@@ -1456,7 +1463,8 @@ class ResultStore:
                     "VALUES (?, ?, ?, ?, ?)", (text, _now(), by, reason, source))
                 revision, added = self.key_revision(int(cur.lastrowid or 0)), True
             assert revision is not None
-            self._db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            self._db.execute("INSERT INTO meta VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value=excluded.value",
                              (SCORING_KEY, text))
             where, params = (("", ()) if rescore_all or added
                              else ("WHERE key_revision IS NOT ?", (revision.number,)))

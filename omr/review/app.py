@@ -46,7 +46,18 @@ PAGE_WIDTH_PX = 1000
 
 def create_app(service: ReviewService, *, token: str | None = None) -> Any:
     """The Flask app over ``service``; ``token`` makes every request carry it."""
-    from flask import Flask, Response, abort, g, make_response, redirect, render_template, request, session, url_for
+    from flask import (
+        Flask,
+        Response,
+        abort,
+        g,
+        make_response,
+        redirect,
+        render_template,
+        request,
+        session,
+        url_for,
+    )
 
     app = Flask(__name__)
     app.secret_key = secrets.token_bytes(32)
@@ -57,10 +68,17 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
     def check_token() -> Any:
         if token is None:
             return None
-        given = request.args.get("token") or request.headers.get("X-Review-Token") or request.cookies.get(TOKEN_COOKIE)
+        given = (
+            request.args.get("token")
+            or request.headers.get("X-Review-Token")
+            or request.cookies.get(TOKEN_COOKIE)
+        )
         if not given or not hmac.compare_digest(given.encode(), token.encode()):
-            return Response("403: this review station needs its token (open the URL 'omr review' printed)\n",
-                            status=403, mimetype="text/plain")
+            return Response(
+                "403: this review station needs its token (open the URL 'omr review' printed)\n",
+                status=403,
+                mimetype="text/plain",
+            )
         g.set_token_cookie = request.args.get("token") is not None
         return None
 
@@ -69,8 +87,9 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
         if token is not None and g.get("set_token_cookie"):
             resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         resp.headers["X-Frame-Options"] = "DENY"
-        resp.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data:; "
-                                                   "style-src 'self' 'unsafe-inline'")
+        resp.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'"
+        )
         resp.headers["Referrer-Policy"] = "no-referrer"
         return resp
 
@@ -81,7 +100,9 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
         expected = session.get("csrf")
         given = request.headers.get("X-CSRF-Token") or request.form.get("csrf")
         if not expected or not given or not hmac.compare_digest(str(expected), str(given)):
-            return Response("400: missing or wrong CSRF token; reload the page\n", status=400, mimetype="text/plain")
+            return Response(
+                "400: missing or wrong CSRF token; reload the page\n", status=400, mimetype="text/plain"
+            )
         return None
 
     @app.context_processor
@@ -96,6 +117,7 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
             if not session.get("examiner"):
                 return redirect(url_for("login", next=request.full_path))
             return view(*args, **kwargs)
+
         return wrapper
 
     def me() -> str:
@@ -123,8 +145,13 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
     def queue() -> Any:
         reason = request.args.get("reason") or None
         entries = service.queue(me(), reason)
-        return render_template("queue.html", entries=entries, reason=reason, reasons=service.reasons(),
-                               next_id=service.next_card(me(), reason=reason))
+        return render_template(
+            "queue.html",
+            entries=entries,
+            reason=reason,
+            reasons=service.reasons(),
+            next_id=service.next_card(me(), reason=reason),
+        )
 
     @app.get("/supervisor")
     @examiner_required
@@ -141,9 +168,16 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
 
     def _panel(row_id: int, error: str = "", status: int = 200) -> Any:
         view = service.card_view(row_id, me(), _extra_questions())
-        return make_response(render_template("panel.html", v=view, error=error,
-                                             extra=_extra_questions(), reason=request.args.get("reason", "")),
-                             status)
+        return make_response(
+            render_template(
+                "panel.html",
+                v=view,
+                error=error,
+                extra=_extra_questions(),
+                reason=request.args.get("reason", ""),
+            ),
+            status,
+        )
 
     @app.get("/card/<int:row_id>")
     @examiner_required
@@ -154,8 +188,14 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
             return render_template("message.html", message=str(err)), 404
         layout = service.layout
         overlay = _overlay(service, row_id, view)
-        return render_template("card.html", v=view, overlay=overlay, extra=_extra_questions(),
-                               reason=request.args.get("reason", ""), questions=layout.questions)
+        return render_template(
+            "card.html",
+            v=view,
+            overlay=overlay,
+            extra=_extra_questions(),
+            reason=request.args.get("reason", ""),
+            questions=layout.questions,
+        )
 
     @app.get("/card/<int:row_id>/panel")
     @examiner_required
@@ -172,9 +212,17 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
     @app.post("/card/<int:row_id>/decide")
     @examiner_required
     def decide(row_id: int) -> Any:
-        return _post(row_id, lambda h: service.decide(row_id, h, me(), request.form.get("field", ""),
-                                                      request.form.get("value", "").strip().upper(),
-                                                      request.form.get("note", "")))
+        return _post(
+            row_id,
+            lambda h: service.decide(
+                row_id,
+                h,
+                me(),
+                request.form.get("field", ""),
+                request.form.get("value", "").strip().upper(),
+                request.form.get("note", ""),
+            ),
+        )
 
     @app.post("/card/<int:row_id>/undo")
     @examiner_required
@@ -184,8 +232,11 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
     def _next(row_id: int) -> Any:
         reason = request.form.get("reason") or None
         nxt = service.next_card(me(), after=row_id, reason=reason)
-        target = url_for("card", row_id=nxt, **({"reason": reason} if reason else {})) if nxt else \
-            url_for("queue", done=row_id)
+        target = (
+            url_for("card", row_id=nxt, **({"reason": reason} if reason else {}))
+            if nxt
+            else url_for("queue", done=row_id)
+        )
         resp = make_response(f'<a href="{target}">next</a>', 200)  # htmx follows HX-Redirect
         resp.headers["HX-Redirect"] = target
         return resp
@@ -218,7 +269,9 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
         except (OmrError, OSError) as err:
             return Response(str(err), status=404, mimetype="text/plain")
         scale = min(1.0, PAGE_WIDTH_PX / gray.shape[1])
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        small = (
+            cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        )
         ok, data = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
         assert ok
         resp = Response(data.tobytes(), mimetype="image/jpeg")
@@ -235,8 +288,9 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
             return Response(str(err), status=404, mimetype="text/plain")
         if not 1 <= question <= service.layout.questions:
             abort(404)
-        window = question_window(service.layout, question, geo.box_shifts_mm,
-                                 neighbours=int(request.args.get("n", 1)))
+        window = question_window(
+            service.layout, question, geo.box_shifts_mm, neighbours=int(request.args.get("n", 1))
+        )
         ok, data = cv2.imencode(".png", crop_question(gray, geo.homography, window))
         assert ok
         resp = Response(data.tobytes(), mimetype="image/png")
@@ -275,22 +329,35 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
         except ReviewError as err:
             return render_template("message.html", message=str(err)), 404
         if request.headers.get("HX-Request"):
-            return render_template("tiles.html", tiles=tiles, question=question, options=service.layout.options)
-        return render_template("question.html", tiles=tiles, question=question, options=service.layout.options,
-                               questions=service.layout.questions)
+            return render_template(
+                "tiles.html", tiles=tiles, question=question, options=service.layout.options
+            )
+        return render_template(
+            "question.html",
+            tiles=tiles,
+            question=question,
+            options=service.layout.options,
+            questions=service.layout.questions,
+        )
 
     @app.post("/question/<int:question>/decide")
     @examiner_required
     def question_decide(question: int) -> Any:
         error = ""
         try:
-            service.decide(int(request.form.get("card", "0")), request.form.get("content_hash", ""), me(),
-                           f"answer:{question}", request.form.get("value", "").strip().upper())
+            service.decide(
+                int(request.form.get("card", "0")),
+                request.form.get("content_hash", ""),
+                me(),
+                f"answer:{question}",
+                request.form.get("value", "").strip().upper(),
+            )
         except (ReviewError, ValueError) as err:
             error = str(err)
         tiles = service.question_tiles(question, me(), only_doubts=not request.form.get("all"))
-        return render_template("tiles.html", tiles=tiles, question=question, options=service.layout.options,
-                               error=error)
+        return render_template(
+            "tiles.html", tiles=tiles, question=question, options=service.layout.options, error=error
+        )
 
     app.jinja_env.filters["tojson_attr"] = lambda value: json.dumps(value)
     app.jinja_env.globals["urlencode"] = urlencode
@@ -315,19 +382,24 @@ def _overlay(service: ReviewService, row_id: int, view: Any) -> dict:
     names = {0: "blank", 1: "marked", 2: "ambiguous"}
     for quad, state in zip(quads, states, strict=True):
         paths[names.get(int(state), "ambiguous")].append(
-            "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in quad) + "Z")
+            "M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in quad) + "Z"
+        )
     n = len(layout.options)
     focus = {}
     for item in view.items:
         if item.question:
             q = item.question
-            pts = quads[(q - 1) * n:q * n].reshape(-1, 2)
+            pts = quads[(q - 1) * n : q * n].reshape(-1, 2)
             x0, y0 = pts.min(axis=0)
             x1, y1 = pts.max(axis=0)
             pad = (x1 - x0) * 0.06
             focus[q] = (float(x0 - pad), float(y0 - pad), float(x1 - x0 + 2 * pad), float(y1 - y0 + 2 * pad))
-    return {"width": width, "height": height, "paths": {k: " ".join(v) for k, v in paths.items()},
-            "questions": focus}
+    return {
+        "width": width,
+        "height": height,
+        "paths": {k: " ".join(v) for k, v in paths.items()},
+        "questions": focus,
+    }
 
 
 def serve(app: Any, host: str, port: int, *, threads: int = 6) -> Any:

@@ -91,8 +91,13 @@ WHOLE_CARD_FLAGS = (
     "misplaced",
 )
 #: flags that leave the version to a person
-VERSION_FLAGS = ("version_missing", "version_multiple", "version_ambiguous", "version_unknown",
-                 "version_not_in_key")
+VERSION_FLAGS = (
+    "version_missing",
+    "version_multiple",
+    "version_ambiguous",
+    "version_unknown",
+    "version_not_in_key",
+)
 _DUPLICATE_CODE = "duplicate_code"
 
 
@@ -182,14 +187,20 @@ class CardDoubts:
     @property
     def fields(self) -> tuple[str, ...]:
         """The fields that need a decision (``answer:<q>``, ``code_number``, ``version``)."""
-        return (*(answer_field(q) for q in self.questions), *((CODE_FIELD,) if self.code else ()),
-                *((VERSION_FIELD,) if self.version else ()))
+        return (
+            *(answer_field(q) for q in self.questions),
+            *((CODE_FIELD,) if self.code else ()),
+            *((VERSION_FIELD,) if self.version else ()),
+        )
 
     @property
     def reasons(self) -> tuple[str, ...]:
         """Every reason at once (for the queue's filter): ``ambiguous``, the flags' names."""
-        return tuple(dict.fromkeys((*(("ambiguous",) if self.questions else ()), *self.code, *self.version,
-                                    *self.whole_card)))
+        return tuple(
+            dict.fromkeys(
+                (*(("ambiguous",) if self.questions else ()), *self.code, *self.version, *self.whole_card)
+            )
+        )
 
 
 def _flag_name(flag: str) -> str:
@@ -242,8 +253,10 @@ def check_decision(field: str, after: str, *, questions: int, options: str, vers
         if not number.isdigit() or not 1 <= int(number) <= questions:
             raise ReviewError(f"{field}: no such question (the card has 1..{questions})")
         if len(after) != 1 or after not in options + ANSWER_VALUES:
-            raise ReviewError(f"{field}: {after!r} is not an answer; use one of {options}, '-' (blank) "
-                              "or '*' (several marked)")
+            raise ReviewError(
+                f"{field}: {after!r} is not an answer; use one of {options}, '-' (blank) "
+                "or '*' (several marked)"
+            )
     elif field == CODE_FIELD:
         if not (len(after) == 9 and after.isdigit()):
             raise ReviewError(f"code number {after!r}: type the 9 digits printed on the card")
@@ -256,8 +269,9 @@ def check_decision(field: str, after: str, *, questions: int, options: str, vers
         if after != "yes":
             raise ReviewError(f"{field}: the only value is 'yes' (take it back with an undo)")
     else:
-        raise ReviewError(f"unknown field {field!r}; use answer:<q>, code_number, version, "
-                          "card_confirmed or postponed")
+        raise ReviewError(
+            f"unknown field {field!r}; use answer:<q>, code_number, version, card_confirmed or postponed"
+        )
 
 
 def live_events(events: Iterable[ReviewEvent]) -> list[ReviewEvent]:
@@ -269,8 +283,11 @@ def live_events(events: Iterable[ReviewEvent]) -> list[ReviewEvent]:
 
 def earlier_scans(card: MachineCard, events: Iterable[ReviewEvent]) -> list[ReviewEvent]:
     """Events on the same source and page but another content: the page was re-scanned."""
-    return [e for e in events if (e.source, e.page) == (card.source, card.page)
-            and e.content_hash != card.content_hash]
+    return [
+        e
+        for e in events
+        if (e.source, e.page) == (card.source, card.page) and e.content_hash != card.content_hash
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,7 +373,9 @@ def resolve_card(
     >>> resolve_card(card, [ev, ok]).verified
     True
     """
-    mine = [e for e in events if (e.source, e.page, e.content_hash) == (card.source, card.page, card.content_hash)]
+    mine = [
+        e for e in events if (e.source, e.page, e.content_hash) == (card.source, card.page, card.content_hash)
+    ]
     live = live_events(mine)
     by_round = {r: _latest([e for e in live if e.entry_round == r]) for r in (1, 2, 3)}
     machine = _machine_values(card)
@@ -409,11 +428,14 @@ def resolve_card(
     else:
         confirmed = 1 in confirmed_rounds or 2 in confirmed_rounds
     counting = (1, 2, 3)
-    confirmed_by = tuple(dict.fromkeys(by_round[r][CARD_CONFIRMED].examiner for r in counting
-                                       if CARD_CONFIRMED in by_round[r]))
-    postponed = any(POSTPONED in by_round[r] and (CARD_CONFIRMED not in by_round[r]
-                                                  or by_round[r][POSTPONED].id > by_round[r][CARD_CONFIRMED].id)
-                    for r in (1, 2, 3))
+    confirmed_by = tuple(
+        dict.fromkeys(by_round[r][CARD_CONFIRMED].examiner for r in counting if CARD_CONFIRMED in by_round[r])
+    )
+    postponed = any(
+        POSTPONED in by_round[r]
+        and (CARD_CONFIRMED not in by_round[r] or by_round[r][POSTPONED].id > by_round[r][CARD_CONFIRMED].id)
+        for r in (1, 2, 3)
+    )
     changed = tuple(f for f in sorted(values, key=_field_order) if values[f] != machine.get(f, ""))
     verified = confirmed and not unresolved and not disagreements and card.status != "error"
     return CardResolution(
@@ -449,8 +471,9 @@ def _field_order(field: str) -> tuple[int, int]:
     return (1, 0 if field == CODE_FIELD else 1)
 
 
-def entry_round_for(card: MachineCard, events: Iterable[ReviewEvent], examiner: str, *,
-                    double_entry: bool) -> int | None:
+def entry_round_for(
+    card: MachineCard, events: Iterable[ReviewEvent], examiner: str, *, double_entry: bool
+) -> int | None:
     """The entry round ``examiner`` works in on this card, or None when there is none for them.
 
     Single entry: always round 1.  Double entry: the round the examiner already entered
@@ -465,7 +488,9 @@ def entry_round_for(card: MachineCard, events: Iterable[ReviewEvent], examiner: 
     >>> entry_round_for(card, [first], "bob", double_entry=True)
     2
     """
-    mine = [e for e in events if (e.source, e.page, e.content_hash) == (card.source, card.page, card.content_hash)]
+    mine = [
+        e for e in events if (e.source, e.page, e.content_hash) == (card.source, card.page, card.content_hash)
+    ]
     if not double_entry:
         return 1
     by_round = {r: {e.examiner for e in mine if e.entry_round == r} for r in (1, 2, 3)}

@@ -64,8 +64,9 @@ class CropWindow:
     shift_mm: tuple[float, float]
 
 
-def question_window(layout: CardLayout, question: int, shifts_mm: NDArray[np.float64] | None,
-                    neighbours: int = 1) -> CropWindow:
+def question_window(
+    layout: CardLayout, question: int, shifts_mm: NDArray[np.float64] | None, neighbours: int = 1
+) -> CropWindow:
     """The window of ``question`` (1-based) with ``neighbours`` rows above and below."""
     a, b = layout.answers, layout.bubble
     centers = a.centers()[question - 1]
@@ -110,5 +111,6 @@ def crop_question(
     (x0, y0), (w, h), (dx, dy) = window.origin_mm, window.size_mm, window.shift_mm
     crop_to_mm = np.array([[1 / px_per_mm, 0, x0 + dx], [0, 1 / px_per_mm, y0 + dy], [0, 0, 1.0]])
     size = (int(round(w * px_per_mm)), int(round(h * px_per_mm)))
-    return cv2.warpPerspective(gray, homography @ crop_to_mm, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderValue=255)
+    return cv2.warpPerspective(
+        gray, homography @ crop_to_mm, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255
+    )

@@ -30,8 +30,15 @@ if TYPE_CHECKING:
     from scoring import AnswerKey
     from scoring.results import ResultRow
 
-__all__ = ["DOUBLE_ENTRY_META", "REVIEW_COLUMNS", "CodeCounts", "ResolvedCard", "group_events", "resolved_cards",
-           "resolved_rows"]
+__all__ = [
+    "DOUBLE_ENTRY_META",
+    "REVIEW_COLUMNS",
+    "CodeCounts",
+    "ResolvedCard",
+    "group_events",
+    "resolved_cards",
+    "resolved_rows",
+]
 
 #: export columns added after the store's ``message``
 REVIEW_COLUMNS = ("verified_by", "value_source")
@@ -66,8 +73,9 @@ def group_events(events: list[ReviewEvent]) -> dict[tuple[str, int, str], list[R
 
 def _machine(stored: StoredRow) -> MachineCard:
     r = stored.row
-    return MachineCard(r.source, r.page, stored.content_hash, r.status, r.code_number, r.version, r.responses,
-                       r.flags)
+    return MachineCard(
+        r.source, r.page, stored.content_hash, r.status, r.code_number, r.version, r.responses, r.flags
+    )
 
 
 class CodeCounts:
@@ -82,8 +90,10 @@ class CodeCounts:
         self.moved: dict[tuple[str, int, str], str] = {}  # page -> its corrected code number
         self.delta: Counter[tuple[str, int | None]] = Counter()  # (code number, part) -> change
         for (source, page, content_hash), events in groups.items():
-            cards = store.machine_cards(where="source=? AND page=? AND content_hash=? AND duplicate_of IS NULL "
-                                        "AND status <> 'error'", params=(source, page, content_hash))
+            cards = store.machine_cards(
+                where="source=? AND page=? AND content_hash=? AND duplicate_of IS NULL AND status <> 'error'",
+                params=(source, page, content_hash),
+            )
             for card in cards:
                 code = resolve_card(card, events, double_entry=double_entry, duplicate_code=False).code_number
                 if code != card.code_number:
@@ -134,20 +144,32 @@ def _row_of(store: ResultStore, item: ResolvedCard) -> tuple[ResultRow, bool]:
     if res is None:
         return replace(row, extra=extra), False
     base_status, base_flags = store.base_status_flags(row.source, row.page)
-    status, flags = effective_status_flags(base_status, base_flags, item.stored.duplicate_of or None,
-                                           item.duplicate_code)
+    status, flags = effective_status_flags(
+        base_status, base_flags, item.stored.duplicate_of or None, item.duplicate_code
+    )
     if res.verified and status != "error":
         status = VERIFIED
-    extra = (*row.extra, ("verified_by", ";".join(res.confirmed_by) if res.verified else ""),
-             ("value_source", res.value_source))
-    new = replace(row, status=status, flags=flags, responses=res.responses, code_number=res.code_number,
-                  version=res.version, extra=extra)
+    extra = (
+        *row.extra,
+        ("verified_by", ";".join(res.confirmed_by) if res.verified else ""),
+        ("value_source", res.value_source),
+    )
+    new = replace(
+        row,
+        status=status,
+        flags=flags,
+        responses=res.responses,
+        code_number=res.code_number,
+        version=res.version,
+        extra=extra,
+    )
     rescore = status != "error" and (res.responses != row.responses or res.version != row.version)
     return new, rescore
 
 
-def resolved_rows(store: ResultStore, *, key: AnswerKey | None = None,
-                  run_id: int | None = None) -> Iterator[ResultRow]:
+def resolved_rows(
+    store: ResultStore, *, key: AnswerKey | None = None, run_id: int | None = None
+) -> Iterator[ResultRow]:
     """The export rows after review (see the module docstring), in (source, page) order.
 
     Parameters
@@ -176,8 +198,10 @@ def resolved_rows(store: ResultStore, *, key: AnswerKey | None = None,
             if key is None:
                 key = store.scoring_key()
             if key is None:
-                raise StoreError(f"{store.path}: examiners corrected cards, but the store records no answer key "
-                                 "to re-score them; run 'omr rescore --db STORE --key KEY.json' once")
+                raise StoreError(
+                    f"{store.path}: examiners corrected cards, but the store records no answer key "
+                    "to re-score them; run 'omr rescore --db STORE --key KEY.json' once"
+                )
             score = score_rows
             if store.layout_parts > 1:  # cards of several parts: the candidate is scored, not the page
                 from scoring.candidates import score_part_pages as score

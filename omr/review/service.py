@@ -180,8 +180,14 @@ class ReviewService:
         store (``meta``) so the export requires it too.
     """
 
-    def __init__(self, db_path: str | Path, layout: CardLayout, *, key: object | None = None,
-                 double_entry: bool = False) -> None:
+    def __init__(
+        self,
+        db_path: str | Path,
+        layout: CardLayout,
+        *,
+        key: object | None = None,
+        double_entry: bool = False,
+    ) -> None:
         self.db_path = Path(db_path)
         self.layout = layout
         self._local = threading.local()
@@ -213,8 +219,9 @@ class ReviewService:
         cards = store.numbered_cards(where="status <> 'error' AND duplicate_of IS NULL")
         all_events = store.review_events()
         groups = group_events(all_events)
-        snap = _Snapshot(fp, time.monotonic(), cards, groups, CodeCounts(store, groups, self.double_entry),
-                         all_events)
+        snap = _Snapshot(
+            fp, time.monotonic(), cards, groups, CodeCounts(store, groups, self.double_entry), all_events
+        )
         with self._lock:
             self._snapshot = snap
         return snap
@@ -232,13 +239,17 @@ class ReviewService:
     def _events(self, snap: _Snapshot, card: MachineCard) -> list[ReviewEvent]:
         return snap.events.get((card.source, card.page, card.content_hash), [])
 
-    def _resolutions(self, snap: _Snapshot, card: MachineCard, entry_round: int | None
-                     ) -> tuple[CardResolution, CardResolution]:
+    def _resolutions(
+        self, snap: _Snapshot, card: MachineCard, entry_round: int | None
+    ) -> tuple[CardResolution, CardResolution]:
         """(the examiner's entry, the card as a whole) for ``card``."""
         events = self._events(snap, card)
-        final = resolve_card(card, events, double_entry=self.double_entry,
-                             duplicate_code=self._duplicate(snap, card, _current_code(card, events,
-                                                                                        self.double_entry)))
+        final = resolve_card(
+            card,
+            events,
+            double_entry=self.double_entry,
+            duplicate_code=self._duplicate(snap, card, _current_code(card, events, self.double_entry)),
+        )
         if not self.double_entry or entry_round == 3 or entry_round is None:
             return final, final
         mine = [e for e in events if e.entry_round == entry_round]
@@ -246,7 +257,9 @@ class ReviewService:
         return resolve_card(card, mine, duplicate_code=self._duplicate(snap, card, code)), final
 
     # -- the queue ------------------------------------------------------------------
-    def queue(self, examiner: str, reason: str | None = None, *, include_done: bool = True) -> list[QueueEntry]:
+    def queue(
+        self, examiner: str, reason: str | None = None, *, include_done: bool = True
+    ) -> list[QueueEntry]:
         """The review cards, worst first (doubts left, whole-card flags), filtered by ``reason``.
 
         Postponed cards come after the others; cards waiting for another examiner, and
@@ -268,7 +281,9 @@ class ReviewService:
                 continue
             d = final.doubts
             severity = 3 * len(d.whole_card) + 2 * bool(d.code) + 2 * bool(d.version) + len(view.unresolved)
-            entries.append(QueueEntry(row_id, card, reasons, len(view.unresolved), severity, state, entry_round))
+            entries.append(
+                QueueEntry(row_id, card, reasons, len(view.unresolved), severity, state, entry_round)
+            )
         entries.sort(key=lambda e: (_STATE_ORDER[e.state], -e.severity, e.card.source, e.card.page))
         return entries
 
@@ -298,8 +313,9 @@ class ReviewService:
     def _card(self, row_id: int) -> MachineCard:
         got = self.store().numbered_cards(where="id=?", params=(row_id,))
         if not got:
-            raise ReviewError(f"card {row_id} is not in the store any more (its page was re-scanned: open the "
-                              "queue again)")
+            raise ReviewError(
+                f"card {row_id} is not in the store any more (its page was re-scanned: open the queue again)"
+            )
         return got[0][1]
 
     def card_view(self, row_id: int, examiner: str, extra_questions: Sequence[int] = ()) -> CardView:
@@ -314,28 +330,52 @@ class ReviewService:
         active = next((i for i, it in enumerate(items) if not it.decided and it.kind != "card"), len(items))
         blocked = ""
         if entry_round is None:
-            blocked = ("both entries of this card are made by others" if self.double_entry else "")
+            blocked = "both entries of this card are made by others" if self.double_entry else ""
         elif entry_round == 3:
             left = [it.field for it in items if not it.decided]
             blocked = f"decide {', '.join(left)} first" if left else ""
         elif view.unresolved:
             blocked = "doubts left: " + ", ".join(view.unresolved)
         barcode, grid = self.store().code_reads(card.source, card.page)
-        can_finalise = entry_round is not None and not blocked and not (
-            entry_round in view.rounds_confirmed or (not self.double_entry and view.confirmed))
+        can_finalise = (
+            entry_round is not None
+            and not blocked
+            and not (entry_round in view.rounds_confirmed or (not self.double_entry and view.confirmed))
+        )
         # an examiner sees the decisions of their own entry only (the second entry is blind)
-        shown = [e for e in events if not self.double_entry or e.entry_round == entry_round or entry_round == 3]
+        shown = [
+            e for e in events if not self.double_entry or e.entry_round == entry_round or entry_round == 3
+        ]
         return CardView(
-            id=row_id, card=card, entry_round=entry_round, view=view, final=final, items=tuple(items),
-            active=active, score=self._score(card, view), events=tuple(shown),
+            id=row_id,
+            card=card,
+            entry_round=entry_round,
+            view=view,
+            final=final,
+            items=tuple(items),
+            active=active,
+            score=self._score(card, view),
+            events=tuple(shown),
             history=tuple(earlier_scans(card, self.store().review_events(card.source, card.page))),
-            can_finalise=can_finalise, blocked=blocked, whole_card=final.doubts.whole_card,
-            options=self.layout.options, versions=self.layout.version.labels,
-            barcode=barcode, grid=grid,
+            can_finalise=can_finalise,
+            blocked=blocked,
+            whole_card=final.doubts.whole_card,
+            options=self.layout.options,
+            versions=self.layout.version.labels,
+            barcode=barcode,
+            grid=grid,
         )
 
-    def _items(self, card: MachineCard, view: CardResolution, final: CardResolution, entry_round: int | None,
-               events: list[ReviewEvent], fill: object, extra_questions: Sequence[int]) -> list[Item]:
+    def _items(
+        self,
+        card: MachineCard,
+        view: CardResolution,
+        final: CardResolution,
+        entry_round: int | None,
+        events: list[ReviewEvent],
+        fill: object,
+        extra_questions: Sequence[int],
+    ) -> list[Item]:
         machine = {CODE_FIELD: card.code_number, VERSION_FIELD: card.version}
         current = {CODE_FIELD: view.code_number, VERSION_FIELD: view.version}
         if entry_round == 3:
@@ -343,31 +383,75 @@ class ReviewService:
             items = []
             for f in final.disagreements:
                 third = _last(live, f, 3)
-                items.append(self._item(card, f, "disagreement", machine, current, fill,
-                                        decided=third is not None, value=third.after if third else "?",
-                                        entries=_round_values(card, live, f)))
+                items.append(
+                    self._item(
+                        card,
+                        f,
+                        "disagreement",
+                        machine,
+                        current,
+                        fill,
+                        decided=third is not None,
+                        value=third.after if third else "?",
+                        entries=_round_values(card, live, f),
+                    )
+                )
             return items
         fields = list(view.doubts.fields)
         fields += [f for f in view.examiner_fields if f not in fields]
-        fields += [answer_field(q) for q in extra_questions
-                   if 1 <= q <= self.layout.questions and answer_field(q) not in fields]
+        fields += [
+            answer_field(q)
+            for q in extra_questions
+            if 1 <= q <= self.layout.questions and answer_field(q) not in fields
+        ]
         items = []
         for f in fields:
             kind = "doubt" if f in view.doubts.fields else "correction"
             value = view.responses[int(f.split(":")[1]) - 1] if f.startswith("answer:") else current[f]
-            items.append(self._item(card, f, kind, machine, current, fill, decided=f in view.examiner_fields,
-                                    value=value))
+            items.append(
+                self._item(
+                    card, f, kind, machine, current, fill, decided=f in view.examiner_fields, value=value
+                )
+            )
         if view.doubts.whole_card:
-            items.append(Item("card", "Whole card: look over every answer (" + ", ".join(view.doubts.whole_card)
-                              + ")", "card", "", "", view.confirmed))
+            items.append(
+                Item(
+                    "card",
+                    "Whole card: look over every answer (" + ", ".join(view.doubts.whole_card) + ")",
+                    "card",
+                    "",
+                    "",
+                    view.confirmed,
+                )
+            )
         return items
 
-    def _item(self, card: MachineCard, f: str, kind: str, machine: dict, current: dict, fill: object, *,
-              decided: bool, value: str, entries: tuple[tuple[str, str], ...] = ()) -> Item:
+    def _item(
+        self,
+        card: MachineCard,
+        f: str,
+        kind: str,
+        machine: dict,
+        current: dict,
+        fill: object,
+        *,
+        decided: bool,
+        value: str,
+        entries: tuple[tuple[str, str], ...] = (),
+    ) -> Item:
         if f.startswith("answer:"):
             q = int(f.split(":")[1])
-            return Item(f, f"Question {q}", kind, card.responses[q - 1], value, decided, q,
-                        self._fills(fill, q), entries)
+            return Item(
+                f,
+                f"Question {q}",
+                kind,
+                card.responses[q - 1],
+                value,
+                decided,
+                q,
+                self._fills(fill, q),
+                entries,
+            )
         label = "Code number" if f == CODE_FIELD else "Version"
         return Item(f, label, kind, machine[f], value, decided, entries=entries)
 
@@ -377,8 +461,10 @@ class ReviewService:
         n = len(self.layout.options)
         feats, states = fill.features, fill.states  # type: ignore[attr-defined]
         k = (q - 1) * n
-        return tuple((opt, int(round(100 * float(feats[k + i, 0]))), int(states[k + i]))
-                     for i, opt in enumerate(self.layout.options))
+        return tuple(
+            (opt, int(round(100 * float(feats[k + i, 0]))), int(states[k + i]))
+            for i, opt in enumerate(self.layout.options)
+        )
 
     def _score(self, card: MachineCard, view: CardResolution) -> dict:
         """The provisional score of the entry's current values (``?`` counts wrong)."""
@@ -387,34 +473,53 @@ class ReviewService:
         from scoring import score_rows
         from scoring.results import ResultRow
 
-        row = score_rows([ResultRow(source=card.source, page=card.page, status="review",
-                                    code_number=view.code_number, version=view.version,
-                                    responses=view.responses)], self.key)[0]  # type: ignore[arg-type]
+        row = score_rows(
+            [
+                ResultRow(
+                    source=card.source,
+                    page=card.page,
+                    status="review",
+                    code_number=view.code_number,
+                    version=view.version,
+                    responses=view.responses,
+                )
+            ],
+            self.key,
+        )[0]  # type: ignore[arg-type]
         if row.correct is None:
             return {"text": "cannot be scored: " + ";".join(row.flags)}
-        return {"correct": row.correct, "max_points": row.max_points, "percent": f"{row.percent}",
-                "passed": row.passed, "text": f"{row.correct} / {row.max_points} = {row.percent} %, "
-                                              f"{'pass' if row.passed else 'fail'}"}
+        return {
+            "correct": row.correct,
+            "max_points": row.max_points,
+            "percent": f"{row.percent}",
+            "passed": row.passed,
+            "text": f"{row.correct} / {row.max_points} = {row.percent} %, {'pass' if row.passed else 'fail'}",
+        }
 
     # -- decisions ------------------------------------------------------------------
-    def _checked(self, row_id: int, content_hash: str, examiner: str) -> tuple[MachineCard, list[ReviewEvent],
-                                                                             int]:
+    def _checked(
+        self, row_id: int, content_hash: str, examiner: str
+    ) -> tuple[MachineCard, list[ReviewEvent], int]:
         if not examiner:
             raise ReviewError("log in with your name first")
         card = self._card(row_id)
         if card.content_hash != content_hash:
-            raise ReviewError(f"{card.source} page {card.page} was re-scanned while you looked at it; "
-                              "reload the card")
+            raise ReviewError(
+                f"{card.source} page {card.page} was re-scanned while you looked at it; reload the card"
+            )
         events = self.store().review_events(card.source, card.page)
         mine = [e for e in events if e.content_hash == card.content_hash]
         entry_round = entry_round_for(card, mine, examiner, double_entry=self.double_entry)
         if entry_round is None:
-            raise ReviewError(f"{card.source} page {card.page}: both entries are made by other examiners; "
-                              "only a third examiner can settle a disagreement")
+            raise ReviewError(
+                f"{card.source} page {card.page}: both entries are made by other examiners; "
+                "only a third examiner can settle a disagreement"
+            )
         return card, mine, entry_round
 
-    def decide(self, row_id: int, content_hash: str, examiner: str, field_name: str, value: str,
-               note: str = "") -> int:
+    def decide(
+        self, row_id: int, content_hash: str, examiner: str, field_name: str, value: str, note: str = ""
+    ) -> int:
         """Record one decision; return its event id.
 
         Raises
@@ -424,48 +529,112 @@ class ReviewService:
             examiner, or the card already confirmed in their entry (undo that first).
         """
         card, events, entry_round = self._checked(row_id, content_hash, examiner)
-        check_decision(field_name, value, questions=self.layout.questions, options=self.layout.options,
-                       versions=self.layout.version.labels)
+        check_decision(
+            field_name,
+            value,
+            questions=self.layout.questions,
+            options=self.layout.options,
+            versions=self.layout.version.labels,
+        )
         live = live_events(events)
         if _last(live, CARD_CONFIRMED, entry_round) is not None:
             raise ReviewError("this card is finalised in your entry; undo the finalisation (U) to change it")
         before = _before(card, live, field_name, entry_round)
         reason = _reason(card, field_name)
-        return self.store().append_events([NewEvent(card.source, card.page, card.content_hash, examiner,
-                                                    field_name, before, value, entry_round, reason, note)])[0]
+        return self.store().append_events(
+            [
+                NewEvent(
+                    card.source,
+                    card.page,
+                    card.content_hash,
+                    examiner,
+                    field_name,
+                    before,
+                    value,
+                    entry_round,
+                    reason,
+                    note,
+                )
+            ]
+        )[0]
 
     def finalise(self, row_id: int, content_hash: str, examiner: str) -> int:
         """Confirm the card in the examiner's entry (refused while a doubt is left)."""
         view = self.card_view(row_id, examiner)
         if view.card.content_hash != content_hash:
-            raise ReviewError(f"{view.card.source} page {view.card.page} was re-scanned while you looked at it; "
-                              "reload the card")
+            raise ReviewError(
+                f"{view.card.source} page {view.card.page} was re-scanned while you looked at it; "
+                "reload the card"
+            )
         if not view.can_finalise:
             raise ReviewError("cannot finalise: " + (view.blocked or "already finalised in your entry"))
         card, _, entry_round = self._checked(row_id, content_hash, examiner)
         reason = ",".join(view.whole_card) or "reviewed"
-        return self.store().append_events([NewEvent(card.source, card.page, card.content_hash, examiner,
-                                                    CARD_CONFIRMED, "", "yes", entry_round, reason)])[0]
+        return self.store().append_events(
+            [
+                NewEvent(
+                    card.source,
+                    card.page,
+                    card.content_hash,
+                    examiner,
+                    CARD_CONFIRMED,
+                    "",
+                    "yes",
+                    entry_round,
+                    reason,
+                )
+            ]
+        )[0]
 
     def postpone(self, row_id: int, content_hash: str, examiner: str) -> int:
         """Put the card aside (it goes to the back of the queue)."""
         card, _, entry_round = self._checked(row_id, content_hash, examiner)
-        return self.store().append_events([NewEvent(card.source, card.page, card.content_hash, examiner,
-                                                    POSTPONED, "", "yes", entry_round, "postponed")])[0]
+        return self.store().append_events(
+            [
+                NewEvent(
+                    card.source,
+                    card.page,
+                    card.content_hash,
+                    examiner,
+                    POSTPONED,
+                    "",
+                    "yes",
+                    entry_round,
+                    "postponed",
+                )
+            ]
+        )[0]
 
     def undo(self, row_id: int, content_hash: str, examiner: str) -> int | None:
         """Take back the examiner's last live decision on this card (a new event); None if none."""
         card, events, entry_round = self._checked(row_id, content_hash, examiner)
-        live = [e for e in live_events(events) if e.examiner == examiner and e.entry_round == entry_round
-                and e.field != POSTPONED]
+        live = [
+            e
+            for e in live_events(events)
+            if e.examiner == examiner and e.entry_round == entry_round and e.field != POSTPONED
+        ]
         if not live:
             return None
         target = live[-1]
         rest = [e for e in live_events(events) if e.id != target.id]
         restored = _before(card, rest, target.field, entry_round) if target.field != CARD_CONFIRMED else ""
-        return self.store().append_events([NewEvent(card.source, card.page, card.content_hash, examiner,
-                                                    target.field, target.after, restored, entry_round, "undo",
-                                                    f"undoes event {target.id}", target.id)])[0]
+        return self.store().append_events(
+            [
+                NewEvent(
+                    card.source,
+                    card.page,
+                    card.content_hash,
+                    examiner,
+                    target.field,
+                    target.after,
+                    restored,
+                    entry_round,
+                    "undo",
+                    f"undoes event {target.id}",
+                    target.id,
+                )
+            ]
+        )[0]
 
     # -- by question ----------------------------------------------------------------
     def question_tiles(self, question: int, examiner: str, *, only_doubts: bool = True) -> list[Tile]:
@@ -489,8 +658,18 @@ class ReviewService:
                 continue
             fills = self._fills(self.store().fill_matrix(card.source, card.page), question)
             darkness = max((p for _, p, _ in fills), default=0)
-            tiles.append(Tile(row_id, card, darkness, card.responses[question - 1],
-                              view.responses[question - 1], f in view.examiner_fields, fills, entry_round))
+            tiles.append(
+                Tile(
+                    row_id,
+                    card,
+                    darkness,
+                    card.responses[question - 1],
+                    view.responses[question - 1],
+                    f in view.examiner_fields,
+                    fills,
+                    entry_round,
+                )
+            )
         tiles.sort(key=lambda t: (-t.darkness, t.card.source))
         return tiles
 
@@ -525,17 +704,24 @@ class ReviewService:
             live = live_events(events)
             times = sorted(_epoch(e.at) for e in events)
             active = sum(min(b - a, PAUSE_S) for a, b in zip(times, times[1:], strict=False)) + 30.0
-            out.append(ExaminerStats(
-                examiner=name,
-                cards=sum(e.field == CARD_CONFIRMED for e in live),
-                questions=sum(e.field.startswith("answer:") for e in live),
-                changes=sum(e.field not in (CARD_CONFIRMED, POSTPONED) and e.before not in ("", e.after)
-                            and e.before != "?" for e in live),
-                undos=sum(e.undoes is not None for e in events),
-                disagreements=disputed.get(name, 0),
-                active_h=active / 3600.0,
-                first=events[0].at, last=events[-1].at,
-            ))
+            out.append(
+                ExaminerStats(
+                    examiner=name,
+                    cards=sum(e.field == CARD_CONFIRMED for e in live),
+                    questions=sum(e.field.startswith("answer:") for e in live),
+                    changes=sum(
+                        e.field not in (CARD_CONFIRMED, POSTPONED)
+                        and e.before not in ("", e.after)
+                        and e.before != "?"
+                        for e in live
+                    ),
+                    undos=sum(e.undoes is not None for e in events),
+                    disagreements=disputed.get(name, 0),
+                    active_h=active / 3600.0,
+                    first=events[0].at,
+                    last=events[-1].at,
+                )
+            )
         return out
 
     # -- images ---------------------------------------------------------------------
@@ -543,8 +729,10 @@ class ReviewService:
         card = self._card(row_id)
         geo = self.store().page_geometry(card.source, card.page)
         if geo is None:
-            raise ReviewError(f"{card.source} page {card.page}: the store holds no registration for it "
-                              "(scanned by an older omr? scan it again into a new store)")
+            raise ReviewError(
+                f"{card.source} page {card.page}: the store holds no registration for it "
+                "(scanned by an older omr? scan it again into a new store)"
+            )
         return card, geo
 
     def page_image(self, row_id: int) -> NDArray[np.uint8]:
@@ -561,8 +749,9 @@ class ReviewService:
         if info.content_hash != geo.content_hash:
             why = info.error or "its content changed since it was read (re-scanned? scan it again)"
             raise ImageReadError(f"{geo.path}: cannot show the page as it was read: {why}")
-        gray = load_page(PageRef(card.source, card.page, geo.path, info.content_hash, info.kind, info.pages),
-                         kept=kept)
+        gray = load_page(
+            PageRef(card.source, card.page, geo.path, info.content_hash, info.kind, info.pages), kept=kept
+        )
         with self._lock:
             self._images[row_id] = (geo.content_hash, gray)
             while len(self._images) > 6:
@@ -622,8 +811,12 @@ def _reason(card: MachineCard, field_name: str) -> str:
     if field_name.startswith("answer:"):
         return "ambiguous" if card.responses[int(field_name.split(":")[1]) - 1] == "?" else "correction"
     if field_name == CODE_FIELD:
-        return ",".join(n for n in names if n in ("code_mismatch", "check_digit", "code_unreadable",
-                                                  "duplicate_code")) or "correction"
+        return (
+            ",".join(
+                n for n in names if n in ("code_mismatch", "check_digit", "code_unreadable", "duplicate_code")
+            )
+            or "correction"
+        )
     return ",".join(n for n in names if n.startswith("version_")) or "correction"
 
 

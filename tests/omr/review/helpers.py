@@ -20,8 +20,13 @@ from tests.omr.batch_helpers import code_number
 from tests.omr.reader_helpers import fill_box, marked_card, random_answers
 
 #: the key: ABCDE repeated; the pass mark 56 %
-KEY = {"exam": "LEK", "session": "2026-09", "questions": 200, "versions": {"A": {"key": "ABCDE" * 40}},
-       "pass_percent": 56}
+KEY = {
+    "exam": "LEK",
+    "session": "2026-09",
+    "questions": 200,
+    "versions": {"A": {"key": "ABCDE" * 40}},
+    "pass_percent": 56,
+}
 #: a light fill at this grey reads '?'
 DOUBT_GREY = 170
 
@@ -44,8 +49,9 @@ class ReviewFixture:
     mismatch: str
 
 
-def doubtful_card(layout: CardLayout, seed: int, code: str, doubts: tuple[int, ...],
-                  grid_code: str | None = "same") -> tuple:
+def doubtful_card(
+    layout: CardLayout, seed: int, code: str, doubts: tuple[int, ...], grid_code: str | None = "same"
+) -> tuple:
     """A card image whose ``doubts`` questions (1-based) are blank but for one light box."""
     answers = list(random_answers(layout, seed))
     for q in doubts:
@@ -77,6 +83,8 @@ def make_review_store(tmp_path: Path, n: int = 3) -> ReviewFixture:
     key = tmp_path / "key.json"
     key.write_text(json.dumps(KEY))
     db = tmp_path / "results.sqlite"
-    result = CliRunner().invoke(cli, ["scan", str(folder), "--key", str(key), "--db", str(db), "--workers", "1"])
+    result = CliRunner().invoke(
+        cli, ["scan", str(folder), "--key", str(key), "--db", str(db), "--workers", "1"]
+    )
     assert result.exit_code == 0, result.output
     return ReviewFixture(db=db, key=key, folder=folder, doubts=doubts, codes=codes, mismatch=mismatch)

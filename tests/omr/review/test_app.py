@@ -82,7 +82,10 @@ def test_an_examiner_resolves_doubts_by_keyboard_types_a_code_and_finalises(stat
     assert rows["card-0.jpg"].status == "verified" and rows["card-0.jpg"].correct == 45
     assert dict(rows["card-0.jpg"].extra)["verified_by"] == "anna"
     # the barcode's code number confirmed: verified, and the value is still the machine's
-    assert rows["card-2.jpg"].status == "verified" and dict(rows["card-2.jpg"].extra)["value_source"] == "machine"
+    assert (
+        rows["card-2.jpg"].status == "verified"
+        and dict(rows["card-2.jpg"].extra)["value_source"] == "machine"
+    )
     page.goto(st.url + "/")
     assert page.locator("tr.state-verified").count() == 2
 
@@ -160,9 +163,12 @@ def test_a_second_examiner_disagreeing_goes_to_the_supervisor(browser, station_f
 
 def test_off_loopback_every_request_needs_the_token(station_factory, page):
     st = station_factory(token="s3cret-token")  # bound to loopback, configured as off it
+
     def status(path: str, **headers: str) -> int:
         try:
-            with urllib.request.urlopen(urllib.request.Request(st.url + path, headers=headers), timeout=5) as r:
+            with urllib.request.urlopen(
+                urllib.request.Request(st.url + path, headers=headers), timeout=5
+            ) as r:
                 return r.status
         except urllib.error.HTTPError as err:
             err.close()
@@ -199,9 +205,23 @@ def test_omr_review_prints_its_url_and_serves(review_fixture, tmp_path):
 
     db = copy_store(review_fixture.db, tmp_path / "s.sqlite")
     omr = Path(sys.executable).parent / "omr"
-    with subprocess.Popen([str(omr), "review", "--db", str(db), "--port", "0", "--host", "127.0.0.2",
-                           "--token", "token-123456"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True) as proc:
+    with subprocess.Popen(
+        [
+            str(omr),
+            "review",
+            "--db",
+            str(db),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.2",
+            "--token",
+            "token-123456",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
         try:
             line = proc.stdout.readline()
             url = re.search(r"http://\S+", line).group(0)

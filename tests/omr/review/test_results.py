@@ -34,8 +34,13 @@ def store_copy(fixture, tmp_path):
 
 def decide(store, source, field, after, who="anna", round_=1, undoes=None):
     card = store.machine_cards(where="source=?", params=(source,))[0]
-    return store.append_events([NewEvent(card.source, card.page, card.content_hash, who, field, "", after,
-                                         round_, "test", "", undoes)])[0]
+    return store.append_events(
+        [
+            NewEvent(
+                card.source, card.page, card.content_hash, who, field, "", after, round_, "test", "", undoes
+            )
+        ]
+    )[0]
 
 
 def export(db, tmp_path, name="out.csv"):
@@ -83,7 +88,9 @@ def test_an_older_store_gains_the_review_columns_and_table_when_opened(tmp_path)
     db = sqlite3.connect(path)
     columns = {r[1] for r in db.execute("PRAGMA table_info(superseded)")}
     assert {"path", "homography", "box_shifts"} <= columns
-    assert db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'review_events%'").fetchone()[0] == 4
+    assert (
+        db.execute("SELECT count(*) FROM sqlite_master WHERE name LIKE 'review_events%'").fetchone()[0] == 4
+    )
 
 
 def test_the_scan_stores_each_pages_homography(fixture):
@@ -123,7 +130,9 @@ def test_corrections_survive_rescore_with_a_new_key(fixture, store_copy, tmp_pat
     key2 = tmp_path / "key2.json"
     key2.write_text(json.dumps(annulled))
     out = tmp_path / "re.csv"
-    result = CliRunner().invoke(cli, ["rescore", "--db", str(store_copy), "--key", str(key2), "--out", str(out)])
+    result = CliRunner().invoke(
+        cli, ["rescore", "--db", str(store_copy), "--key", str(key2), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = export(store_copy, tmp_path)
     with open(out, newline="", encoding="utf-8") as fh:
