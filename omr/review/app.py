@@ -224,6 +224,11 @@ def create_app(service: ReviewService, *, token: str | None = None) -> Any:
             ),
         )
 
+    @app.post("/card/<int:row_id>/carry")
+    @examiner_required
+    def carry(row_id: int) -> Any:
+        return _post(row_id, lambda h: service.carry_over(row_id, h, me()))
+
     @app.post("/card/<int:row_id>/undo")
     @examiner_required
     def undo(row_id: int) -> Any:

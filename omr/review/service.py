@@ -605,6 +605,56 @@ class ReviewService:
             ]
         )[0]
 
+    def carry_over(self, row_id: int, content_hash: str, examiner: str) -> int:
+        """Apply the decisions made on this page's earlier scan to this one; return how many.
+
+        A page re-scanned into the same path is a new reading, decided afresh; this
+        records, as new events of the examiner's entry (reason ``earlier scan``), the
+        last live value of each field decided in the same entry round on the most
+        recent earlier scan -- not its confirmation: the examiner still looks and
+        finalises.  Fields this entry already decided are left alone.
+        """
+        card, events, entry_round = self._checked(row_id, content_hash, examiner)
+        earlier = earlier_scans(card, self.store().review_events(card.source, card.page))
+        if not earlier:
+            return 0
+        latest_hash = max(earlier, key=lambda e: e.id).content_hash
+        old = [
+            e
+            for e in live_events(e for e in earlier if e.content_hash == latest_hash)
+            if e.entry_round == entry_round and e.field not in (CARD_CONFIRMED, POSTPONED)
+        ]
+        live = live_events(events)
+        decided = {e.field for e in live if e.entry_round == entry_round}
+        new = []
+        for field_name, e in {e.field: e for e in old}.items():
+            if field_name in decided:
+                continue
+            check_decision(
+                field_name,
+                e.after,
+                questions=self.layout.questions,
+                options=self.layout.options,
+                versions=self.layout.version.labels,
+            )
+            new.append(
+                NewEvent(
+                    card.source,
+                    card.page,
+                    card.content_hash,
+                    examiner,
+                    field_name,
+                    _before(card, live, field_name, entry_round),
+                    e.after,
+                    entry_round,
+                    "earlier scan",
+                    f"as decided by {e.examiner} on scan {latest_hash[:10]} (event {e.id})",
+                )
+            )
+        if new:
+            self.store().append_events(new)
+        return len(new)
+
     def undo(self, row_id: int, content_hash: str, examiner: str) -> int | None:
         """Take back the examiner's last live decision on this card (a new event); None if none."""
         card, events, entry_round = self._checked(row_id, content_hash, examiner)

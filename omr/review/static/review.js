@@ -130,6 +130,7 @@
     if (upper === "F") { e.preventDefault(); postPanel("finalise", {}); return; }
     if (upper === "P") { e.preventDefault(); postPanel("postpone", {}); return; }
     if (upper === "U") { e.preventDefault(); postPanel("undo", {}); return; }
+    if (upper === "R" && document.getElementById("rescanned")) { e.preventDefault(); postPanel("carry", {}); return; }
     if (upper === "G") { e.preventDefault(); gotoQuestion(); return; }
   }
 
@@ -178,7 +179,8 @@
   document.addEventListener("click", (e) => {
     const b = e.target.closest("[data-action]");
     if (b && panel()) {
-      if (b.dataset.action === "goto") gotoQuestion(); else postPanel(b.dataset.action, {});
+      if (b.dataset.action === "goto") gotoQuestion();
+      else postPanel(b.dataset.action, {});
       return;
     }
     const it = e.target.closest(".item");
