@@ -61,7 +61,9 @@ def timed(fn, repeats: int) -> tuple[list[float], object]:
 def check_subset(key_dict: dict, new_dict: dict, chars: np.ndarray, versions: np.ndarray, n: int) -> str:
     from tests.scoring.items_reference import reference_changes, reference_items
 
-    cards = [(row.tobytes().decode("ascii"), v) for row, v in zip(chars[:n], versions[:n].tolist(), strict=True)]
+    cards = [
+        (row.tobytes().decode("ascii"), v) for row, v in zip(chars[:n], versions[:n].tolist(), strict=True)
+    ]
     key, new = AnswerKey.from_dict(key_dict), AnswerKey.from_dict(new_dict)
     codes = encode_responses([c for c, _ in cards], key.options, key.questions)
     vi = version_indices([v for _, v in cards], key)
@@ -81,8 +83,17 @@ def bench_slips(key: AnswerKey, chars: np.ndarray, versions: np.ndarray, n: int)
     from scoring import score_rows
     from scoring.results import ResultRow
 
-    rows = [ResultRow(source=f"scan-{i}.jpg", page=1, status="ok", code_number=f"{i:09d}", version=str(v),
-                      responses=chars[i].tobytes().decode("ascii")) for i, v in enumerate(versions[:n].tolist())]
+    rows = [
+        ResultRow(
+            source=f"scan-{i}.jpg",
+            page=1,
+            status="ok",
+            code_number=f"{i:09d}",
+            version=str(v),
+            responses=chars[i].tobytes().decode("ascii"),
+        )
+        for i, v in enumerate(versions[:n].tolist())
+    ]
     rows = score_rows(rows, key, details=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -99,8 +110,11 @@ def main() -> int:
     args = parser.parse_args()
     bs = _bench_scoring()
     key_dict = bs.make_key(args.seed)
-    new_dict = dict(key_dict, annulled=sorted({*key_dict.get("annulled", []), 11, 22, 33, 44, 55}),
-                    accepted={**key_dict.get("accepted", {}), "66": "AB", "77": "CD"})
+    new_dict = dict(
+        key_dict,
+        annulled=sorted({*key_dict.get("annulled", []), 11, 22, 33, 44, 55}),
+        accepted={**key_dict.get("accepted", {}), "66": "AB", "77": "CD"},
+    )
     chars, versions = bs.make_cohort(key_dict, args.cards, args.seed)
     key, new = AnswerKey.from_dict(key_dict), AnswerKey.from_dict(new_dict)
     codes = encode_responses([row.tobytes().decode("ascii") for row in chars], key.options, key.questions)
@@ -112,28 +126,30 @@ def main() -> int:
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()[0]
     flagged = sum(1 for f in items.flags if f)
-    text = "\n".join([
-        "## Item analysis",
-        "",
-        f"`taskset -c 0 .venv/bin/python bench/items.py --cards {args.cards}` — {time.strftime('%Y-%m-%d')}, "
-        f"{cpu}, one core (pinned, BLAS 1 thread), NumPy {np.__version__}, load average {load:.1f} on "
-        f"{os.cpu_count()} CPUs.",
-        f"Cohort: {args.cards:,} cards × {key.questions} questions (bench/scoring.py's), versions A/B.",
-        "",
-        "| step | median of " + str(args.repeats) + " | best |",
-        "|---|---|---|",
-        f"| `analyse_items` (p, 27 % groups, D, point-biserial, A–E/-/*/? shares, KR-20, flags) | "
-        f"**{statistics.median(item_times):.2f} s** | {min(item_times):.2f} s |",
-        f"| `compare_keys` (both keys, the cards that moved) | **{statistics.median(change_times):.2f} s** | "
-        f"{min(change_times):.2f} s |",
-        f"| `write_slips` ({slips_n:,} cards, one A4 page each), one run | {slips_s:.2f} s "
-        f"({1000 * slips_s / slips_n:.2f} ms a page) | |",
-        "",
-        f"KR-20 {items.kr20:.3f}, {flagged} questions flagged; the new key (5 more annulled, 2 alternatives) "
-        f"moves {changes.changed.size:,} cards ({changes.passed_to_failed:,} pass→fail, "
-        f"{changes.failed_to_passed:,} fail→pass).  Check: {check}.",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "## Item analysis",
+            "",
+            f"`taskset -c 0 .venv/bin/python bench/items.py --cards {args.cards}` — {time.strftime('%Y-%m-%d')}, "
+            f"{cpu}, one core (pinned, BLAS 1 thread), NumPy {np.__version__}, load average {load:.1f} on "
+            f"{os.cpu_count()} CPUs.",
+            f"Cohort: {args.cards:,} cards × {key.questions} questions (bench/scoring.py's), versions A/B.",
+            "",
+            "| step | median of " + str(args.repeats) + " | best |",
+            "|---|---|---|",
+            f"| `analyse_items` (p, 27 % groups, D, point-biserial, A–E/-/*/? shares, KR-20, flags) | "
+            f"**{statistics.median(item_times):.2f} s** | {min(item_times):.2f} s |",
+            f"| `compare_keys` (both keys, the cards that moved) | **{statistics.median(change_times):.2f} s** | "
+            f"{min(change_times):.2f} s |",
+            f"| `write_slips` ({slips_n:,} cards, one A4 page each), one run | {slips_s:.2f} s "
+            f"({1000 * slips_s / slips_n:.2f} ms a page) | |",
+            "",
+            f"KR-20 {items.kr20:.3f}, {flagged} questions flagged; the new key (5 more annulled, 2 alternatives) "
+            f"moves {changes.changed.size:,} cards ({changes.passed_to_failed:,} pass→fail, "
+            f"{changes.failed_to_passed:,} fail→pass).  Check: {check}.",
+            "",
+        ]
+    )
     print(text)
     if args.results:
         body = args.results.read_text(encoding="utf-8")
@@ -142,7 +158,7 @@ def main() -> int:
             body = body.rstrip("\n") + "\n\n" + text
         else:
             end = body.find("\n## ", start + 1)
-            body = body[:start] + text + ("" if end < 0 else body[end + 1:])
+            body = body[:start] + text + ("" if end < 0 else body[end + 1 :])
         args.results.write_text(body, encoding="utf-8")
     return 0
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from omr.store import KeyApplied, KeyRevision, ResultStore
     from scoring import AnswerKey
 
-__all__ = ["applied_lines", "key", "key_diff_lines", "revision_arg"]
+__all__ = ["DB_OPTION", "applied_lines", "key", "key_diff_lines", "revision_arg"]
 
 
 def applied_lines(applied: KeyApplied, *, quiet_when_new: bool = False) -> list[str]:
@@ -33,8 +33,10 @@ def applied_lines(applied: KeyApplied, *, quiet_when_new: bool = False) -> list[
         if applied.same_as is not None:
             what += f"; the same key as revision {applied.same_as}"
         if prev is not None:
-            what += (f"; the store was scored with revision {prev.number} "
-                     f"(by {prev.created_by}, {prev.created_at}: {prev.reason or 'no reason given'})")
+            what += (
+                f"; the store was scored with revision {prev.number} "
+                f"(by {prev.created_by}, {prev.created_at}: {prev.reason or 'no reason given'})"
+            )
         lines.append(what)
     if report is not None and report.rows:
         lines.append(f"re-scored every stored page with key revision {rev.number}: {report.summary()}")
@@ -79,8 +81,11 @@ def key_diff_lines(old: AnswerKey, new: AnswerKey) -> list[str]:
             continue
         master_old = dict(zip(before.order, before.answers, strict=True))
         master_new = dict(zip(v.order, v.answers, strict=True))
-        changed = [f"{m}: {master_old[m]} -> {master_new[m]}" for m in sorted(master_new)
-                   if master_old.get(m) != master_new[m]]
+        changed = [
+            f"{m}: {master_old[m]} -> {master_new[m]}"
+            for m in sorted(master_new)
+            if master_old.get(m) != master_new[m]
+        ]
         if changed:
             lines.append(f"version {v.name} letters (master numbers): {', '.join(changed)}")
         if before.order != v.order:
@@ -106,8 +111,14 @@ def _default_by() -> str:
         return "unknown"
 
 
-_DB = click.option("--db", "db_path", type=click.Path(exists=True, dir_okay=False), required=True,
-                   help="Results store written by 'omr scan --db'.")
+#: ``--db STORE`` of every command reading a results store
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(exists=True, dir_okay=False),
+    required=True,
+    help="Results store written by 'omr scan --db'.",
+)
 
 
 @click.group()
@@ -116,7 +127,7 @@ def key() -> None:
 
 
 @key.command("add")
-@_DB
+@DB_OPTION
 @click.argument("key_path", metavar="KEY.json", type=click.Path(exists=True, dir_okay=False))
 @click.option("--by", required=True, help="Who decided this key (recorded with the revision).")
 @click.option("--reason", required=True, help="Why (e.g. 'objections committee 2026-10-02: 17 annulled').")
@@ -139,12 +150,14 @@ def key_add(db_path: str, key_path: str, by: str, reason: str) -> None:
         click.echo(line)
     if not applied.added:
         click.echo(f"{key_path} is the current key revision {applied.revision.number} already; nothing added")
-    click.echo(f"store {db_path}: key revision {applied.revision.number}; ok {counts.ok}, "
-               f"review {counts.review}, error {counts.error}")
+    click.echo(
+        f"store {db_path}: key revision {applied.revision.number}; ok {counts.ok}, "
+        f"review {counts.review}, error {counts.error}"
+    )
 
 
 @key.command("list")
-@_DB
+@DB_OPTION
 def key_list(db_path: str) -> None:
     """Every key revision: number, when, who, why, max points, pages scored with it."""
     from omr.store import open_store
@@ -158,16 +171,18 @@ def key_list(db_path: str) -> None:
         current = " (current)" if r is revisions[-1] else ""
         k = r.key
         click.echo(f"{r.number}{current}  {r.created_at}  by {r.created_by}: {r.reason or '-'}")
-        click.echo(f"    {k.exam or '-'} {k.session or '-'}, {k.questions} questions, annulled "
-                   f"{len(k.annulled)} ({', '.join(map(str, k.annulled)) or 'none'}), accepted "
-                   f"{len(k.accepted)}, max points {k.max_points}, pass {k.pass_percent}%; from "
-                   f"{r.source or '-'}; {pages.get(r.number, 0)} pages scored with it")
+        click.echo(
+            f"    {k.exam or '-'} {k.session or '-'}, {k.questions} questions, annulled "
+            f"{len(k.annulled)} ({', '.join(map(str, k.annulled)) or 'none'}), accepted "
+            f"{len(k.accepted)}, max points {k.max_points}, pass {k.pass_percent}%; from "
+            f"{r.source or '-'}; {pages.get(r.number, 0)} pages scored with it"
+        )
     if pages.get(None):
         click.echo(f"{pages[None]} pages carry no revision (scored by an older omr)")
 
 
 @key.command("diff")
-@_DB
+@DB_OPTION
 @click.argument("r1", type=click.IntRange(min=1))
 @click.argument("r2", type=click.IntRange(min=1))
 def key_diff(db_path: str, r1: int, r2: int) -> None:

@@ -141,8 +141,10 @@ def _tables(key: AnswerKey) -> _Tables:
     master_of = np.array([v.order for v in key.versions], dtype=np.intp) - 1
     key_codes = np.array([[letter[c] for c in v.answers] for v in key.versions], dtype=np.uint8)
     position_of = np.argsort(master_of, axis=1)
-    alt_positions = np.array([[position_of[v, a.question - 1] for a in key.accepted]
-                              for v in range(len(key.versions))], dtype=np.intp).reshape(len(key.versions), -1)
+    alt_positions = np.array(
+        [[position_of[v, a.question - 1] for a in key.accepted] for v in range(len(key.versions))],
+        dtype=np.intp,
+    ).reshape(len(key.versions), -1)
     alt_accepts = np.zeros((len(key.accepted), 256), dtype=bool)
     by_master: list[list[str]] = [[] for _ in range(q)]
     for version, masters in zip(key.versions, master_of.tolist(), strict=True):
@@ -154,12 +156,20 @@ def _tables(key: AnswerKey) -> _Tables:
         by_master[a.question - 1] += [c for c in a.letters if c not in by_master[a.question - 1]]
     scored = np.ones(q, dtype=bool)
     scored[[m - 1 for m in key.annulled]] = False
-    return _Tables(master_of, key_codes, alt_positions, alt_accepts, scored,
-                   scored[master_of].astype(np.float32), tuple("".join(x) for x in by_master))
+    return _Tables(
+        master_of,
+        key_codes,
+        alt_positions,
+        alt_accepts,
+        scored,
+        scored[master_of].astype(np.float32),
+        tuple("".join(x) for x in by_master),
+    )
 
 
-def _by_version(codes: NDArray[np.uint8], versions: NDArray[np.intp],
-                n_versions: int) -> Iterator[tuple[int, NDArray[np.uint8], NDArray[np.intp] | slice]]:
+def _by_version(
+    codes: NDArray[np.uint8], versions: NDArray[np.intp], n_versions: int
+) -> Iterator[tuple[int, NDArray[np.uint8], NDArray[np.intp] | slice]]:
     """The rows of each version: (v, their codes, their indices in ``codes``)."""
     if n_versions == 1:
         yield 0, codes, slice(None)
@@ -192,7 +202,9 @@ def _letter_counts(c: NDArray[np.uint8], n_bins: int) -> NDArray[np.int64]:
     return counts
 
 
-def analyse_items(codes: NDArray[np.uint8], version_index: NDArray[np.integer], key: AnswerKey) -> ItemAnalysis:
+def analyse_items(
+    codes: NDArray[np.uint8], version_index: NDArray[np.integer], key: AnswerKey
+) -> ItemAnalysis:
     """Item statistics of a cohort (see the module docstring for every definition).
 
     Parameters
@@ -249,11 +261,11 @@ def analyse_items(codes: NDArray[np.uint8], version_index: NDArray[np.integer], 
     g = group_size(n)
     order = np.argsort(total, kind="stable")
     group_counts, group_right = [], []
-    for group in (np.sort(order[:g]), np.sort(order[n - g:])):  # lower, upper
+    for group in (np.sort(order[:g]), np.sort(order[n - g :])):  # lower, upper
         c_sum = np.zeros((q, n_bins), dtype=np.int64)
         r_sum = np.zeros(q, dtype=np.int64)
         for start in range(0, group.size, _BLOCK_ROWS):
-            pick = group[start:start + _BLOCK_ROWS]
+            pick = group[start : start + _BLOCK_ROWS]
             for v, c, _ in _by_version(codes[pick], version_index[pick], n_versions):
                 c_sum[t.master_of[v]] += _letter_counts(c, n_bins)
                 r_sum[t.master_of[v]] += _right(c, v, t).sum(axis=0)
@@ -278,8 +290,11 @@ def analyse_items(codes: NDArray[np.uint8], version_index: NDArray[np.integer], 
         cov = n * sxy - sx * sy
         var_x = n * sx - sx * sx
         var_y = n * syy - sy * sy
-        point_biserial = np.where((var_x > 0) & (var_y > 0),
-                                  cov / np.sqrt(var_x.astype(np.float64) * var_y.astype(np.float64)), np.nan)
+        point_biserial = np.where(
+            (var_x > 0) & (var_y > 0),
+            cov / np.sqrt(var_x.astype(np.float64) * var_y.astype(np.float64)),
+            np.nan,
+        )
         shares = counts / n if n else np.full((q, n_bins), np.nan)
         upper_shares = group_counts[1] / g if g else np.full((q, n_bins), np.nan)
     mean_total = sum_t / n if n else math.nan

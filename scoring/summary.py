@@ -62,8 +62,10 @@ class SessionSummary:
             f"below the pass mark ({self.pass_percent}%): {self.below_pass}",
         ]
         for f in self.fields:
-            out.append(f"  {f.name}: mean {f.mean:.2f} / {f.max_points}, median {f.median:g}, "
-                       f"range {f.lowest}-{f.highest}")
+            out.append(
+                f"  {f.name}: mean {f.mean:.2f} / {f.max_points}, median {f.median:g}, "
+                f"range {f.lowest}-{f.highest}"
+            )
         return out
 
 
@@ -89,13 +91,17 @@ def summarise_session(scores: CohortScores, key: AnswerKey) -> SessionSummary:
         points = scores.domain_correct[:, d].astype(np.int64)
         most = int(scores.domain_max[d])
         hist = np.bincount(np.clip(points, 0, most), minlength=most + 1) if n else np.zeros(most + 1, int)
-        fields.append(FieldSummary(
-            name=name, max_points=most,
-            mean=float(points.mean()) if n else float("nan"),
-            median=float(np.median(points)) if n else float("nan"),
-            lowest=int(points.min()) if n else 0, highest=int(points.max()) if n else 0,
-            distribution=tuple(int(c) for c in hist),
-        ))
+        fields.append(
+            FieldSummary(
+                name=name,
+                max_points=most,
+                mean=float(points.mean()) if n else float("nan"),
+                median=float(np.median(points)) if n else float("nan"),
+                lowest=int(points.min()) if n else 0,
+                highest=int(points.max()) if n else 0,
+                distribution=tuple(int(c) for c in hist),
+            )
+        )
     return SessionSummary(
         exam=key.exam,
         session=key.session,

@@ -10,8 +10,13 @@ from omr.cli import cli
 from omr.layout import load_layout
 from tests.omr.batch_helpers import write_cards
 
-BASE = {"exam": "LEK", "session": "2026-09", "questions": 200, "versions": {"A": {"key": "ABCDE" * 40}},
-        "pass_percent": 56}
+BASE = {
+    "exam": "LEK",
+    "session": "2026-09",
+    "questions": 200,
+    "versions": {"A": {"key": "ABCDE" * 40}},
+    "pass_percent": 56,
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +46,14 @@ def test_scan_with_another_key_rescores_the_whole_store(scans, tmp_path):
     k1, k2 = write_key(tmp_path / "k1.json"), write_key(tmp_path / "k2.json", annulled=[1, 2, 3, 4, 5])
     first = invoke("scan", scans / "one", "--key", k1, "--db", db, "--workers", 1)
     assert first.exit_code == 0 and "key revision" not in first.output  # a new store takes its key quietly
-    second = invoke("scan", scans / "two", "--key", k2, "--db", db, "--workers", 1, "--out", tmp_path / "two.csv")
+    second = invoke(
+        "scan", scans / "two", "--key", k2, "--db", db, "--workers", 1, "--out", tmp_path / "two.csv"
+    )
     assert second.exit_code == 0, second.output
-    assert f"key revision 2 added (by scan: omr scan --key {k2}); the store was scored with revision 1" \
+    assert (
+        f"key revision 2 added (by scan: omr scan --key {k2}); the store was scored with revision 1"
         in second.output
+    )
     assert "re-scored every stored page with key revision 2: rescored 2 rows" in second.output
     invoke("export", "--db", db, "--out", tmp_path / "all.csv")
     rows = read_csv(tmp_path / "all.csv")
@@ -66,10 +75,23 @@ def test_key_add_and_diff(scans, tmp_path):
     k1 = write_key(tmp_path / "k1.json")
     invoke("scan", scans / "one", "--key", k1, "--db", db, "--workers", 1)
     letters = "ABCDE" * 40
-    k2 = write_key(tmp_path / "k2.json", annulled=[17, 133], accepted={"45": "BD"},
-                   versions={"A": {"key": "C" + letters[1:]}})
-    result = invoke("key", "add", "--db", db, k2, "--by", "Komisja egzaminacyjna",
-                    "--reason", "objections decided 2026-10-02")
+    k2 = write_key(
+        tmp_path / "k2.json",
+        annulled=[17, 133],
+        accepted={"45": "BD"},
+        versions={"A": {"key": "C" + letters[1:]}},
+    )
+    result = invoke(
+        "key",
+        "add",
+        "--db",
+        db,
+        k2,
+        "--by",
+        "Komisja egzaminacyjna",
+        "--reason",
+        "objections decided 2026-10-02",
+    )
     assert result.exit_code == 0, result.output
     assert "key revision 2 added (by Komisja egzaminacyjna: objections decided 2026-10-02)" in result.output
     assert "rescored 2 rows" in result.output and "max points 200 → 198" in result.output
@@ -94,8 +116,17 @@ def test_key_add_and_diff(scans, tmp_path):
 def test_rescore_db_records_a_revision(scans, tmp_path):
     db = tmp_path / "r.sqlite"
     invoke("scan", scans / "one", "--key", write_key(tmp_path / "k1.json"), "--db", db, "--workers", 1)
-    result = invoke("rescore", "--db", db, "--key", write_key(tmp_path / "k2.json", annulled=[9]),
-                    "--by", "examiner", "--reason", "9 annulled")
+    result = invoke(
+        "rescore",
+        "--db",
+        db,
+        "--key",
+        write_key(tmp_path / "k2.json", annulled=[9]),
+        "--by",
+        "examiner",
+        "--reason",
+        "9 annulled",
+    )
     assert result.exit_code == 0, result.output
     assert "key revision 2 added (by examiner: 9 annulled)" in result.output
     assert "rescored 2 rows" in result.output

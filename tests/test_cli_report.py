@@ -38,8 +38,16 @@ def test_items_flag_the_wrong_key_letter(cohort, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"{N} scored cards, 200 questions" in result.output and "not counted: 1 error" in result.output
     items = read(tmp_path / "items.csv")
-    assert len(items) == 200 and list(items[0])[:8] == ["question", "key", "annulled", "p", "p_upper", "p_lower",
-                                                        "discrimination", "point_biserial"]
+    assert len(items) == 200 and list(items[0])[:8] == [
+        "question",
+        "key",
+        "annulled",
+        "p",
+        "p_upper",
+        "p_lower",
+        "discrimination",
+        "point_biserial",
+    ]
     assert "top_prefers:" in items[41]["flags"] and "question 42 " in result.output
     assert all("top_prefers" not in r["flags"] for i, r in enumerate(items) if i != 41)
 
@@ -49,7 +57,9 @@ def test_changes_match_a_per_candidate_loop(cohort, tmp_path):
     new = {**key, "annulled": [42, 7], "accepted": {"3": "ABCDE"}, "pass_percent": 60}
     (tmp_path / "k2.json").write_text(json.dumps(new))
     out = tmp_path / "changes.csv"
-    result = invoke("report", "changes", "--db", folder / "s.sqlite", "--to", tmp_path / "k2.json", "--out", out)
+    result = invoke(
+        "report", "changes", "--db", folder / "s.sqlite", "--to", tmp_path / "k2.json", "--out", out
+    )
     assert result.exit_code == 0, result.output
     expected = []
     for r in rows:
@@ -57,10 +67,29 @@ def test_changes_match_a_per_candidate_loop(cohort, tmp_path):
             continue
         a, b = reference_score(key, r.responses, r.version), reference_score(new, r.responses, r.version)
         if (a.correct, a.percent, a.passed) != (b.correct, b.percent, b.passed):
-            expected.append((r.source, str(a.correct), str(b.correct), a.percent, b.percent,
-                             str(a.passed).lower(), str(b.passed).lower()))
-    got = [(r["source"], r["old_correct"], r["new_correct"], r["old_percent"], r["new_percent"], r["old_passed"],
-            r["new_passed"]) for r in read(out)]
+            expected.append(
+                (
+                    r.source,
+                    str(a.correct),
+                    str(b.correct),
+                    a.percent,
+                    b.percent,
+                    str(a.passed).lower(),
+                    str(b.passed).lower(),
+                )
+            )
+    got = [
+        (
+            r["source"],
+            r["old_correct"],
+            r["new_correct"],
+            r["old_percent"],
+            r["new_percent"],
+            r["old_passed"],
+            r["new_passed"],
+        )
+        for r in read(out)
+    ]
     assert got == expected and len(got) == N
     flips = sum(1 for e in expected if e[5] == "true" and e[6] == "false")
     assert f"{N} scored cards compared: {N} moved" in result.output and f"{flips} pass→fail" in result.output
@@ -83,8 +112,10 @@ def test_summary_is_cems_notice(cohort, tmp_path):
     lines = result.output.splitlines()
     assert lines[1] == f"candidates: {len(points)}"
     assert lines[2] == "maximum possible: 200 points (0 questions annulled)"
-    assert lines[3] == (f"mean: {statistics.mean(points):.2f}, median: {statistics.median(points):g}, "
-                        f"highest: {max(points)}, lowest: {min(points)}")
+    assert lines[3] == (
+        f"mean: {statistics.mean(points):.2f}, median: {statistics.median(points):g}, "
+        f"highest: {max(points)}, lowest: {min(points)}"
+    )
     assert lines[4] == f"below the pass mark (56%): {sum(1 for r in finalised(rows) if not r.passed)}"
     review = sum(1 for r in rows if r.status == "review")
     assert f"not counted: {review} cards still in review" in result.output
@@ -119,7 +150,10 @@ def test_slips_one_page_per_finalised_card(cohort, tmp_path):
     assert result.exit_code == 0, result.output
     final = finalised(rows)
     pending = [r for r in rows if r.status == "review"]
-    assert f"{len(final)} slips written" in result.output and f"not printed: {len(pending)} cards in review" in result.output
+    assert (
+        f"{len(final)} slips written" in result.output
+        and f"not printed: {len(pending)} cards in review" in result.output
+    )
     pdf = pdfium.PdfDocument(str(out))
     assert len(pdf) == len(final)
     for i in (0, len(final) - 1):
@@ -144,8 +178,14 @@ def test_slip_text_is_escaped_and_unknown_letters_say_so(tmp_path):
     from scoring.rows import add_details
 
     key = AnswerKey.from_dict(lek_key(1))
-    row = ResultRow(source="skan (1) \\ Жук.jpg", page=2, status="ok", code_number="012345674", version="A",
-                    responses=key.versions[0].answers)
+    row = ResultRow(
+        source="skan (1) \\ Жук.jpg",
+        page=2,
+        status="ok",
+        code_number="012345674",
+        version="A",
+        responses=key.versions[0].answers,
+    )
     (row,) = add_details(score_rows([row], key), key)
     assert write_slips([row, row], key, tmp_path / "s.pdf") == 2
     pdf = pdfium.PdfDocument(str(tmp_path / "s.pdf"))
@@ -153,3 +193,33 @@ def test_slip_text_is_escaped_and_unknown_letters_say_so(tmp_path):
     assert len(pdf) == 2 and "Źródło: skan (1) \\ ???.jpg, strona 2" in text
     assert "z wynikiem 100.00% (200 punktów / 200 możliwych)" in text and "Numer kodowy: 012345674" in text
     pdf.close()
+
+
+def test_a_card_verified_at_the_review_station_gets_its_slip(tmp_path):
+    import pypdfium2 as pdfium
+
+    from omr.review.events import NewEvent
+    from omr.store import open_store
+
+    key = lek_key(5)
+    rows = cohort_store(tmp_path / "s.sqlite", key, 10)
+    held = rows[3]  # in review: '?' at question 11
+    assert held.status == "review"
+    letter = key["versions"]["A"]["key"][10]
+    with open_store(tmp_path / "s.sqlite") as store:
+        store.append_events(
+            [
+                NewEvent(held.source, 1, "h3", "dr Nowak", "answer:11", "?", letter, reason="ambiguous"),
+                NewEvent(held.source, 1, "h3", "dr Nowak", "card_confirmed", "", "yes"),
+            ]
+        )
+    result = invoke("report", "slips", "--db", tmp_path / "s.sqlite", "--out", tmp_path / "slips.pdf")
+    assert result.exit_code == 0, result.output
+    pending = [r for r in rows if r.status == "review" and r is not held]
+    assert f"{len(finalised(rows)) + 1} slips written" in result.output
+    assert f"not printed: {len(pending)} cards in review" in result.output
+    pdf = pdfium.PdfDocument(str(tmp_path / "slips.pdf"))
+    texts = [pdf[i].get_textpage().get_text_range() for i in range(len(pdf))]
+    pdf.close()
+    (page,) = [t for t in texts if f"Numer kodowy: {held.code_number}" in t]
+    assert f"Punkty: {held.correct + 1} / 200" in page and "status verified" in page  # the '?' resolved right

@@ -57,8 +57,10 @@ def test_a_new_key_is_the_next_revision_and_rescores_every_page(tmp_path):
         back = store.apply_key(key(), by="Komisja", reason="annulment withdrawn")
         assert (back.revision.number, back.same_as) == (3, 1)
         assert [(r.number, r.created_by, r.reason) for r in store.key_revisions()] == [
-            (1, "scan", "omr scan --key k1.json"), (2, "Komisja", "objections: 3, 4 annulled"),
-            (3, "Komisja", "annulment withdrawn")]
+            (1, "scan", "omr scan --key k1.json"),
+            (2, "Komisja", "objections: 3, 4 annulled"),
+            (3, "Komisja", "annulment withdrawn"),
+        ]
         assert key_to_dict(store.key_revision(2).key) == key_to_dict(key(annulled=[3, 4]))
         assert store.current_revision().number == 3 and store.pages_per_revision() == {3: 1}
     assert revisions(db) == {"a.jpg": 3}
@@ -91,8 +93,9 @@ def test_a_rescore_while_a_batch_writes_leaves_one_key(tmp_path, monkeypatch):
     layout = load_layout()
     write_cards(tmp_path / "scans", 4, layout, seed=3)
     k1 = AnswerKey.from_dict({"versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56})
-    k2 = AnswerKey.from_dict({"versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56,
-                              "annulled": list(range(1, 21))})
+    k2 = AnswerKey.from_dict(
+        {"versions": {"A": {"key": "ABCDE" * 40}}, "pass_percent": 56, "annulled": list(range(1, 21))}
+    )
     db = tmp_path / "r.sqlite"
     added = []
 
@@ -103,8 +106,14 @@ def test_a_rescore_while_a_batch_writes_leaves_one_key(tmp_path, monkeypatch):
 
     with open_store(db, layout_name=layout.name) as store:
         rev = store.apply_key(k1, by="scan", reason="k1").revision.number
-        summary = run_batch(iter_pages([str(tmp_path / "scans")]), store, layout,
-                            score=lambda rows: score_rows(rows, k1), on_page=on_page, key_revision=rev)
+        summary = run_batch(
+            iter_pages([str(tmp_path / "scans")]),
+            store,
+            layout,
+            score=lambda rows: score_rows(rows, k1),
+            on_page=on_page,
+            key_revision=rev,
+        )
         assert summary.read == 4 and len(added) == 1 and store.late_revision == 2
         rows = [s.row for s in store.iter_rows()]
         assert {r.max_points for r in rows} == {180}
@@ -133,9 +142,11 @@ def test_a_store_from_before_key_revisions_is_migrated_in_place(tmp_path):
     db = tmp_path / "old.sqlite"
     con = sqlite3.connect(db)
     con.executescript(f"{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};")
-    con.execute("INSERT INTO pages (source, page, content_hash, status, base_status, responses, version, "
-                "correct, max_points, percent, passed, stored_at) VALUES ('a.jpg', 1, 'h1', 'ok', 'ok', "
-                "'AB-*?', 'A', 5, 5, '100.00', 1, 'then')")
+    con.execute(
+        "INSERT INTO pages (source, page, content_hash, status, base_status, responses, version, "
+        "correct, max_points, percent, passed, stored_at) VALUES ('a.jpg', 1, 'h1', 'ok', 'ok', "
+        "'AB-*?', 'A', 5, 5, '100.00', 1, 'then')"
+    )
     con.commit()
     con.close()
     with open_store(db) as store:
@@ -148,7 +159,8 @@ def test_a_store_from_before_key_revisions_is_migrated_in_place(tmp_path):
         put(store, "a.jpg", "h2", with_key=key(), revision=1)
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT content_hash, key_revision, correct FROM superseded").fetchall() == [
-            ("h1", 1, 2)]
+            ("h1", 1, 2)
+        ]
     with open_store(db):  # a second open finds everything in place and writes nothing
         pass
 
@@ -172,9 +184,15 @@ def test_apply_key_is_one_transaction(tmp_path, monkeypatch):
 
 
 def test_key_to_dict_round_trips():
-    k = AnswerKey.from_dict({"exam": "LEK", "session": "2026-09",
-                             "versions": {"A": {"key": "A" * 200},
-                                          "B": {"key": "B" * 200, "order": list(range(200, 0, -1))}},
-                             "annulled": [17], "accepted": {"45": "BD"}, "annulled_policy": "credit"})
+    k = AnswerKey.from_dict(
+        {
+            "exam": "LEK",
+            "session": "2026-09",
+            "versions": {"A": {"key": "A" * 200}, "B": {"key": "B" * 200, "order": list(range(200, 0, -1))}},
+            "annulled": [17],
+            "accepted": {"45": "BD"},
+            "annulled_policy": "credit",
+        }
+    )
     assert AnswerKey.from_dict(key_to_dict(k), source=k.source) == k
     assert replace(k, source="elsewhere") != k and key_to_dict(replace(k, source="x")) == key_to_dict(k)

@@ -51,7 +51,7 @@ def reference_items(key: dict, cards: list[tuple[str, str]], options: str = "ABC
     total = [sum(r[m] for m in range(1, q + 1) if m not in annulled) for r in right]
     g = 0 if n == 0 else max(1, int(Fraction(27 * n, 100) + Fraction(1, 2)))
     ranked = sorted(range(n), key=lambda i: (total[i], i))
-    lower, upper = ranked[:g], ranked[n - g:]
+    lower, upper = ranked[:g], ranked[n - g :]
     out = {}
     for m in range(1, q + 1):
         xs = [r[m] for r in right]
@@ -71,16 +71,25 @@ def reference_items(key: dict, cards: list[tuple[str, str]], options: str = "ABC
         if p_up - p_lo < 0:
             flags.append("negative_discrimination")
         up_right = sum(xs[i] for i in upper)
-        chosen = {letter: sum(1 for i in upper if marked[i][m] == letter) for letter in options
-                  if letter not in rights}
+        chosen = {
+            letter: sum(1 for i in upper if marked[i][m] == letter)
+            for letter in options
+            if letter not in rights
+        }
         if chosen:
             best = max(chosen.values())
             letter = next(x for x in options if chosen.get(x) == best)
             if best > up_right:
                 flags.append(f"top_prefers:{letter}")
-        out[m] = {"p": sum(xs) / n, "p_upper": p_up, "p_lower": p_lo, "D": p_up - p_lo,
-                  "r_pb": _pearson([float(x) for x in xs], [float(y) for y in rest]), "shares": shares,
-                  "flags": tuple(flags)}
+        out[m] = {
+            "p": sum(xs) / n,
+            "p_upper": p_up,
+            "p_lower": p_lo,
+            "D": p_up - p_lo,
+            "r_pb": _pearson([float(x) for x in xs], [float(y) for y in rest]),
+            "shares": shares,
+            "flags": tuple(flags),
+        }
     k = q - len(annulled)
     mean = sum(total) / n
     var = sum((t - mean) ** 2 for t in total) / n
@@ -96,5 +105,7 @@ def reference_changes(key_from: dict, key_to: dict, cards: list[tuple[str, str]]
         a = reference_score(key_from, responses, version)
         b = reference_score(key_to, responses, version)
         if (a.correct, a.percent, a.passed) != (b.correct, b.percent, b.passed):
-            out.append({"index": i, "old": (a.correct, a.percent, a.passed), "new": (b.correct, b.percent, b.passed)})
+            out.append(
+                {"index": i, "old": (a.correct, a.percent, a.passed), "new": (b.correct, b.percent, b.passed)}
+            )
     return out

@@ -44,7 +44,11 @@ def test_item_statistics_match_the_reference(data):
     got = analyse(key_dict, responses, versions)
     ref = reference_items(key_dict, list(zip(responses, versions, strict=True)), key_dict["options"])
     assert got.candidates == len(responses) and got.group_size == ref["group"]
-    assert close(got.kr20, ref["kr20"]) and close(got.mean_total, ref["mean"]) and close(got.var_total, ref["var"])
+    assert (
+        close(got.kr20, ref["kr20"])
+        and close(got.mean_total, ref["mean"])
+        and close(got.var_total, ref["var"])
+    )
     for i, m in enumerate(got.questions.tolist()):
         r = ref["items"][m]
         assert close(got.p[i], r["p"]), m
@@ -101,8 +105,9 @@ def test_the_change_report_matches_a_per_candidate_loop(data):
     q = key_a["questions"]
     key_b["annulled"] = data.draw(st.lists(st.integers(1, q), unique=True, max_size=q - 1))  # one must stay
     key_b["pass_percent"] = data.draw(st.integers(0, 100))
-    key_b["accepted"] = data.draw(st.dictionaries(st.integers(1, q).map(str),
-                                                  st.sampled_from(key_a["options"]), max_size=3))
+    key_b["accepted"] = data.draw(
+        st.dictionaries(st.integers(1, q).map(str), st.sampled_from(key_a["options"]), max_size=3)
+    )
     responses, versions = data.draw(cohorts(key_a, max_cards=30))
     ka, kb = AnswerKey.from_dict(key_a), AnswerKey.from_dict(key_b)
     codes = encode_responses(responses, ka.options, ka.questions)
