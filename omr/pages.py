@@ -185,7 +185,7 @@ def _glob_regex(parts: Sequence[str]) -> re.Pattern[str]:
                 text.append("[^/]*")
             elif ch == "?":
                 text.append("[^/]")
-            elif ch == "[" and (end := part.find("]", j + 2 if part[j + 1:j + 2] in ("!", "]") else j + 1)) > 0:
+            elif ch == "[" and (end := part.find("]", j + (2 if part[j + 1:j + 2] in ("!", "]") else 1))) > 0:
                 body = part[j + 1:end]
                 body = "^" + body[1:] if body.startswith("!") else body
                 text.append("[" + body.replace("\\", "\\\\") + "]")
@@ -532,7 +532,8 @@ def iter_pages(
         source = entry.path
         path = os.path.abspath(source)
         if entry.error:
-            yield PageRef(source=source, page=1, path=path, content_hash="", kind="missing", error=entry.error)
+            yield PageRef(source=source, page=1, path=path, content_hash="", kind="missing",
+                          error=entry.error)
             continue
         info = describe_file(source, keep)
         error = f"{source}: {info.error}" if info.kind == "special" else ""
@@ -889,8 +890,9 @@ def _load_pdf(ref: PageRef, dpi: float) -> NDArray[np.uint8]:
                 return extracted
             scale = dpi / _PDF_POINTS_PER_INCH
             width_pt, height_pt = page.get_size()
+            mm = 25.4 / _PDF_POINTS_PER_INCH
             _check_size(ref, width_pt * scale, height_pt * scale,
-                        f" (a {width_pt / 72 * 25.4:.0f} x {height_pt / 72 * 25.4:.0f} mm page at {dpi:g} DPI)")
+                        f" (a {width_pt * mm:.0f} x {height_pt * mm:.0f} mm page at {dpi:g} DPI)")
             bitmap = page.render(scale=scale, grayscale=True)
             return to_gray_u8(bitmap.to_numpy())
         finally:

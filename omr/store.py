@@ -575,7 +575,8 @@ class ResultStore:
             got = self._db.execute("SELECT value FROM meta WHERE key='layout_parts'").fetchone()
             if layout_name and layout_parts > 1 and got is None:
                 with self._tx():
-                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('layout_parts', ?)", (str(layout_parts),))
+                    self._db.execute("INSERT OR IGNORE INTO meta VALUES ('layout_parts', ?)",
+                                     (str(layout_parts),))
                 got = (str(layout_parts),)
             #: cards per candidate of the store's layout (1 unless recorded)
             self.layout_parts = int(got[0]) if got else 1
@@ -913,9 +914,9 @@ class ResultStore:
             codes = {c for (c,) in db.execute("SELECT code_number FROM pages WHERE id=?", moved_ids) if c}
             db.execute("DELETE FROM pages WHERE id=?", moved_ids)
             if _WORKER_CRASHED in row.flags:
-                values = {**values, "message": _enc(
-                    f"{_dec(values.get('message')) or ''} (it crashed a worker on an earlier run too: "  # type: ignore[arg-type]
-                    "not retried again; check or re-save the file)")}
+                said = _dec(values.get("message")) or ""  # type: ignore[arg-type]
+                values = {**values, "message": _enc(f"{said} (it crashed a worker on an earlier run too: "
+                                                    "not retried again; check or re-save the file)")}
         else:
             codes, moved_ids = self._supersede(ref, content_hash)
         if scores_from is None:
