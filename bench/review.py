@@ -32,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def _pct(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> dict:
     from playwright.sync_api import expect, sync_playwright
 
-    from omr.review.app import create_app, serve
+    from omr.review.app import ServerThread, create_app
     from omr.review.results import resolved_rows
     from omr.review.service import ReviewService
 
@@ -120,9 +119,8 @@ def run(args: argparse.Namespace) -> dict:
             stdout=subprocess.DEVNULL,
         )
     service = ReviewService(db, load_layout())
-    server = serve(create_app(service), "127.0.0.1", 0, threads=4)
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{server.effective_port}"
+    server = ServerThread(create_app(service), "127.0.0.1", 0, threads=4)
+    url = f"http://127.0.0.1:{server.port}"
     decisions: list[float] = []
     loads: list[float] = []
     finalise_to_next: list[float] = []
@@ -169,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
                 loads.append(time.perf_counter() - t0)
             browser.close()
     finally:
-        server.close()
+        server.stop()
         if scanner is not None:
             scanner.wait(timeout=600)
     elapsed = time.perf_counter() - t_start
@@ -198,7 +196,7 @@ def screenshots(out: Path) -> None:
     """The README's pictures: the queue and a card screen half-way through, as PNGs in ``out``."""
     from playwright.sync_api import expect, sync_playwright
 
-    from omr.review.app import create_app, serve
+    from omr.review.app import ServerThread, create_app
     from omr.review.service import ReviewService
 
     work = Path(tempfile.mkdtemp(prefix="omr-review-shots-"))
@@ -219,9 +217,8 @@ def screenshots(out: Path) -> None:
         check=True,
         stdout=subprocess.DEVNULL,
     )
-    server = serve(create_app(ReviewService(work / "r.sqlite", load_layout())), "127.0.0.1", 0)
-    threading.Thread(target=server.run, daemon=True).start()
-    url = f"http://127.0.0.1:{server.effective_port}"
+    server = ServerThread(create_app(ReviewService(work / "r.sqlite", load_layout())), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.port}"
     out.mkdir(parents=True, exist_ok=True)
     try:
         with sync_playwright() as p:
@@ -243,7 +240,7 @@ def screenshots(out: Path) -> None:
             page.screenshot(path=str(out / "review-card.png"))
             browser.close()
     finally:
-        server.close()
+        server.stop()
 
 
 def _section(results: list[dict], command: str) -> str:

@@ -37,7 +37,7 @@ from omr.errors import OmrError, ReviewError
 from omr.review.geometry import box_quads_px, code_window, crop_question, question_window
 from omr.review.service import ReviewService
 
-__all__ = ["TOKEN_COOKIE", "create_app", "serve"]
+__all__ = ["TOKEN_COOKIE", "ServerThread", "create_app", "serve"]
 
 TOKEN_COOKIE = "omr_review_token"
 #: width of the page image on the card screen (the grid is drawn in image pixels, scaled by the SVG)
@@ -416,3 +416,36 @@ def serve(app: Any, host: str, port: int, *, threads: int = 6) -> Any:
     # a page asks for its image and crops at once: a short wait for a thread is normal here
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     return create_server(app, host=host, port=port, threads=threads, ident="omr-review")
+
+
+class ServerThread:
+    """A waitress server running on a daemon thread, stopped with `stop` (tests, benchmarks).
+
+    Closing a waitress server from another thread races its select loop, which may then
+    fail on the closed socket ("Bad file descriptor"); that failure, once a stop was asked
+    for, is the stop itself and is not raised.
+    """
+
+    def __init__(self, app: Any, host: str, port: int, *, threads: int = 6) -> None:
+        import threading
+
+        self.server = serve(app, host, port, threads=threads)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="omr-review-server")
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)
+
+    def _run(self) -> None:
+        try:
+            self.server.run()
+        except (OSError, ValueError):
+            if not self._stopping.is_set():
+                raise
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.close()
+        self._thread.join(timeout=2.0)

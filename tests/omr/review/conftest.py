@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from omr.layout import load_layout
-from omr.review.app import create_app, serve
+from omr.review.app import ServerThread, create_app
 from omr.review.service import ReviewService
 from tests.omr.review.helpers import ReviewFixture, make_review_store
 
@@ -46,14 +45,13 @@ def station_factory(review_fixture: ReviewFixture, tmp_path: Path) -> Iterator:
     def start(*, token: str | None = None, double_entry: bool = False, host: str = "127.0.0.1") -> Station:
         db = copy_store(review_fixture.db, tmp_path / f"store-{len(servers)}.sqlite")
         service = ReviewService(db, load_layout(), double_entry=double_entry)
-        server = serve(create_app(service, token=token), host, 0, threads=4)
-        threading.Thread(target=server.run, daemon=True).start()
+        server = ServerThread(create_app(service, token=token), host, 0, threads=4)
         servers.append(server)
-        return Station(f"http://{host}:{server.effective_port}", service, db)
+        return Station(f"http://{host}:{server.port}", service, db)
 
     yield start
     for server in servers:
-        server.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
