@@ -76,6 +76,28 @@ class Tally:
     silent_candidate_errors: int = 0
     reasons: Counter = field(default_factory=Counter)
     examples: list = field(default_factory=list)
+    # per (damage preset, mark kind): questions, '?' and wrong reads not shown as '?'
+    kind_questions: Counter = field(default_factory=Counter)
+    kind_marks: Counter = field(default_factory=Counter)
+    kind_wrong: Counter = field(default_factory=Counter)
+    heavy_clear_marks: int = 0  # '?' where the truth allows one read only, on heavy damage
+
+
+#: the mark kinds reported, from the synth truth's pattern and style of each question
+KINDS = ("fill", "cross", "tick", "erasure beside a fill", "erasure beside a cross", "half fill",
+         "double mark", "blank", "residue", "faint", "mark + faint", "double + half")
+
+
+def mark_kind(pattern: str, styles: str) -> str:
+    """The kind of a question's marks (`KINDS`) from `omr.synth`'s truth."""
+    main = styles.split("+")[0]
+    if pattern == "one":
+        return {"fill": "fill", "check": "tick"}.get(main, "cross")
+    if pattern == "correction":
+        main = next(st for st in styles.split("+") if st != "erased")
+        return "erasure beside a fill" if main == "fill" else "erasure beside a cross"
+    return {"blank": "blank", "multiple": "double mark", "half": "half fill", "residue": "residue",
+            "faint": "faint", "one_plus_faint": "mark + faint", "multiple_half": "double + half"}[pattern]
 
 
 def run(
@@ -101,7 +123,9 @@ def run(
         ranges: dict = {"dpi": (dpi,)} if dpi else {}
         if gamma:
             ranges["gamma"] = gamma
-        dmg = random_damage(rng, damage, **ranges)
+        # the preset drawn as random_damage(rng, "all") draws it (same stream), to report by it
+        preset = ("none", "mild", "heavy")[int(rng.choice(3, p=[0.2, 0.5, 0.3]))] if damage == "all" else damage
+        dmg = random_damage(rng, preset, **ranges)
         card = synth_card(layout, spec, dmg, seed=seed * 100_003 + i)
         image = card.image if card.image.ndim == 2 else cv2.cvtColor(card.image, cv2.COLOR_BGR2GRAY)
         truth = {**card.truth, "source": f"card-{i}", "page": 1}
@@ -128,9 +152,15 @@ def run(
             t.bitonal_cards += 1
             t.bitonal_questions += len(acceptable)
             t.bitonal_question_marks += reading.responses.count("?")
-        t.question_marks_clear += sum(
-            ch == "?" and len(acceptable[q]) == 1 for q, ch in enumerate(reading.responses)
-        )
+        clear_marks = sum(ch == "?" and len(acceptable[q]) == 1 for q, ch in enumerate(reading.responses))
+        t.question_marks_clear += clear_marks
+        t.heavy_clear_marks += clear_marks if preset == "heavy" else 0
+        spec = truth["spec"]
+        for q, (pattern, styles) in enumerate(zip(spec["patterns"], spec["styles"], strict=True)):
+            kind = (preset, mark_kind(pattern, styles))
+            t.kind_questions[kind] += 1
+            t.kind_marks[kind] += reading.responses[q] == "?"
+            t.kind_wrong[kind] += reading.responses[q] not in acceptable[q] and reading.responses[q] != "?"
         if truth.get("barcode_readable"):
             t.barcodes_expected += 1
             t.barcodes_read += reading.barcode == barcode_payload(layout, truth["code_number"], truth["part"])
@@ -201,6 +231,22 @@ def _tally_candidates(t: Tally, layout, truths: list, records: list) -> None:
         t.silent_candidate_errors += wrong
 
 
+def kind_table(t: Tally) -> list[str]:
+    """Per mark kind: questions, '?' rate and wrong reads not shown as '?', all damage and heavy only."""
+    lines = [f"  {'mark kind':24} {'questions':>9} {'? %':>7} {'wrong':>5}   {'heavy: q':>8} {'? %':>7} {'wrong':>5}"]
+    for kind in KINDS:
+        every = [k for k in t.kind_questions if k[1] == kind]
+        n = sum(t.kind_questions[k] for k in every)
+        if not n:
+            continue
+        marks, wrong = sum(t.kind_marks[k] for k in every), sum(t.kind_wrong[k] for k in every)
+        h = ("heavy", kind)
+        hn = t.kind_questions[h]
+        lines.append(f"  {kind:24} {n:9d} {100 * marks / n:7.2f} {wrong:5d}   {hn:8d} "
+                     f"{100 * t.kind_marks[h] / max(hn, 1):7.2f} {t.kind_wrong[h]:5d}")
+    return lines
+
+
 def report(t: Tally, args: argparse.Namespace) -> str:
     read = t.ok + t.review
     grey_marks = t.question_marks - t.bitonal_question_marks
@@ -229,6 +275,8 @@ def report(t: Tally, args: argparse.Namespace) -> str:
            f"anomalies (part missing/twice, versions) flagged {t.anomalies_flagged}/{t.anomalies_expected}"]
           if t.parts_expected else []),
         "  flags: " + ", ".join(f"{k} {v}" for k, v in t.reasons.most_common()),
+        f"  '?' on clear questions on heavy damage: {t.heavy_clear_marks}",
+        *kind_table(t),
     ]
     for ex in t.examples:
         lines.append(f"  SILENT: {ex}")
