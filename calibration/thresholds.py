@@ -31,6 +31,11 @@ class MarkThresholds:
         mark lost without a word (spec §2: a faint stroke is reported '?')
     peak_blank, peak_mark : levels on how dark the darkest tenth of the box is; lines
         count as a mark only when dark enough (a faint stroke is not a mark)
+    stroke_spread_mark : least spread of the lines (mm, their standard deviation along
+        their longest direction, `omr.grid.Feature.SPREAD`) for them to count as a mark:
+        a speck of dirt is as dark as a pen line but compact.  Measured on synthetic
+        ticks and crosses marked by their lines alone: 1st percentile 0.64 mm, minimum
+        0.59; dark specks on Augraphy's scanner sets: see bench/RESULTS.md
     cross_mark : level on the cross-shape evidence (`omr.grid.box_features`); used
         on 1-bit scans only (2.0 = off), where it is the one sign of a cross left
     half_asymmetry, half_fill_max : a box whose strokes lie on one half
@@ -41,6 +46,8 @@ class MarkThresholds:
         is '?' (measured on 60 damaged synthetic scans, 65,000 boxes, pencil overshoot
         and specks included: 99.99th percentile 0.043, max 0.068; under stains,
         stamps and roller bands: 0.1-1)
+    dirty_card_questions : questions with dirt around a mark from which a card counts
+        as dirty, and its '*' as '?' (`omr.policy.doubt_multiples_on_dirty_cards`)
     max_multiple_share : share of questions read '*' beyond which no mark on the card
         is trusted (real cards: ~1%)
     min_question_outline_ratio : a question whose printed outlines are fainter than
@@ -54,7 +61,7 @@ class MarkThresholds:
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
     The first levels are learned per card or per batch (`calibration.learn`); the
-    last five are the marking policy's (`omr.policy`), carried along so that one
+    last six are the marking policy's (`omr.policy`), carried along so that one
     object holds every number the reader decides by.
     """
 
@@ -66,11 +73,13 @@ class MarkThresholds:
     stroke_mark: float = 0.15
     peak_blank: float = 0.33
     peak_mark: float = 0.50
+    stroke_spread_mark: float = 0.5
     cross_mark: float = 2.0
     half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
     max_surround_darkness: float = 0.12
     max_multiple_share: float = 0.1
+    dirty_card_questions: int = 3
     min_question_outline_ratio: float = 0.4
     solid_fill_margin: float = 0.07
     faint_peak_share: float = 0.5

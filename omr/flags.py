@@ -40,6 +40,7 @@ class Flag(StrEnum):
     AMBIGUOUS = "ambiguous"
     DIRTY = "dirty"
     IMPLAUSIBLE_MULTIPLES = "implausible_multiples"
+    DIRTY_MULTIPLES = "dirty_multiples"
     MISPLACED = "misplaced"
     # registration (omr.reader.measure_card)
     MARKER_MISSING = "marker_missing"

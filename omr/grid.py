@@ -61,6 +61,7 @@ class Feature(IntEnum):
     STROKE = 4
     PEAK = 5
     CROSS = 6
+    SPREAD = 7
 
 
 #: the column names, in order (the ``--fills`` CSV header, the store's fill matrix)
@@ -86,6 +87,8 @@ class SamplingGrid:
     core : (S,) bool, samples in the central half (by area) of the inner box
     corners, side_middles : (4, S) bool, samples in the four corners of the inner box
         and at the middle of its four sides: where a cross's arms run and where not
+    moments : (S, 5) float32, per sample its offset from the box centre in mm (x, y) and
+        x², y², xy: what `box_features` takes the strokes' spatial spread from
     glyph_groups : (N,) int, boxes printed with the same letter share a group
         (answer option k; code digit row d; a version label joins the answer
         option with the same letter); -1 = no template
@@ -118,6 +121,7 @@ class SamplingGrid:
     probes_mm: NDArray[np.float64]
     header_above: NDArray[np.bool_]
     probe_orders: tuple[ProbeOrder, ProbeOrder]
+    moments: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +208,10 @@ def build_sampling_grid(layout: CardLayout, samples_x: int = 12, samples_y: int 
         probes_mm=probes_mm,
         header_above=header_above,
         probe_orders=(_probe_order(probes_mm, along=0), _probe_order(probes_mm, along=1)),
+        moments=np.stack(
+            [offsets[:, 0], offsets[:, 1], offsets[:, 0] ** 2, offsets[:, 1] ** 2, offsets[:, 0] * offsets[:, 1]],
+            axis=1,
+        ).astype(np.float32),
     )
 
 
@@ -380,6 +388,10 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
         side middle: a cross's arms reach all four corners and miss the side middles;
         one stroke, a tick, a blot or scattered specks do not.  This shape evidence
         survives a 1-bit scan, where darkness does not.
+    spread : how far the stroke samples reach, in mm: their standard deviation along
+        their longest direction.  A tick or a cross runs across the box (~0.8-1 mm);
+        a dark speck of dirt, as dark as a pen line, is a compact blob (~0.3-0.5 mm):
+        darkness cannot tell them apart, this can.
 
     ``darkness`` should have the print removed (`remove_print`).
     """
@@ -399,8 +411,14 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     ordered = np.sort(darkness, axis=1)
     quartile = n_samples // 4
     stroke_mask = (darkness >= ordered[:, quartile : quartile + 1] + STROKE_CONTRAST).astype(np.float32)
-    stroke_shares = stroke_mask @ np.hstack([share, halves]).astype(np.float32)
+    stroke_weights = np.hstack([share, halves, grid.moments / n_samples]).astype(np.float32)
+    stroke_shares = stroke_mask @ stroke_weights
     stroke = stroke_shares[:, 0]
+    # the strokes' spread: their standard deviation along their longest direction (mm)
+    weight = np.maximum(stroke, 1 / n_samples)
+    mx, my, mxx, myy, mxy = (stroke_shares[:, 5:10] / weight[:, None]).T
+    vx, vy, cxy = mxx - mx * mx, myy - my * my, mxy - mx * my
+    spread = np.sqrt(np.maximum((vx + vy) / 2 + np.sqrt(((vx - vy) / 2) ** 2 + cxy * cxy), 0.0))
     half_share = (clearly_halves + stroke_shares[:, 1:5]) / 2
     asymmetry = np.maximum(
         np.abs(half_share[:, 0] - half_share[:, 1]), np.abs(half_share[:, 2] - half_share[:, 3])
@@ -413,7 +431,8 @@ def box_features(darkness: NDArray[np.float32], grid: SamplingGrid) -> NDArray[n
     fullest_middle = np.maximum(np.maximum(m[:, 0], m[:, 1]), np.maximum(m[:, 2], m[:, 3]))
     cross = emptiest_corner - fullest_middle
     columns = {Feature.FILL: fill, Feature.INK: ink, Feature.ASYMMETRY: asymmetry, Feature.CORE: core,
-               Feature.STROKE: stroke, Feature.PEAK: peak, Feature.CROSS: cross}  # fmt: skip
+               Feature.STROKE: stroke, Feature.PEAK: peak, Feature.CROSS: cross,
+               Feature.SPREAD: spread}  # fmt: skip
     return np.stack([columns[f] for f in Feature], axis=1).astype(np.float32)
 
 

@@ -21,6 +21,10 @@ blank+ - - - - - - - - - -    |  MARKED (a light but even pencil fill)
      +-----------+------------+----------------------> fill (mean darkness)
                fill_blank   fill_mark
 
+lines count only when they spread over the box (``stroke_spread_mark``: a tick or a
+cross reaches ~0.6 mm or more from its centre along its length, a dark speck of dirt
+does not); a compact dark blob is AMBIGUOUS, not a mark.
+
 plus: a box whose strokes sit on one half only (a half-filled box) is AMBIGUOUS
 unless its fill is clearly that of a full box.  (The share of clearly dark samples,
 ``ink``, is a third vote for MARKED.)
@@ -54,7 +58,9 @@ def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) ->
     fill, ink, asymmetry = features[:, Feature.FILL], features[:, Feature.INK], features[:, Feature.ASYMMETRY]
     stroke, peak = features[:, Feature.STROKE], features[:, Feature.PEAK]
     t = thresholds
-    drawn = (stroke >= t.stroke_mark) & (peak >= t.peak_mark)
+    # lines mark a box when they are dark and reach across it: a speck of dirt is as
+    # dark as a pen line but compact (it is left ambiguous, never a mark by itself)
+    drawn = (stroke >= t.stroke_mark) & (peak >= t.peak_mark) & (features[:, Feature.SPREAD] >= t.stroke_spread_mark)
     crossed = features[:, Feature.CROSS] >= t.cross_mark
     marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | drawn | crossed
     faint_or_none = (stroke < t.stroke_blank) | (peak < t.peak_blank)

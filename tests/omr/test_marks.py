@@ -13,9 +13,9 @@ from omr.marks import (
 T = MarkThresholds()
 
 
-def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross=0.0):
+def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross=0.0, spread=0.8):
     peak = max(fill, 0.05) + 0.4 * stroke if peak is None else peak
-    return np.array([[fill, ink, asym, core, stroke, peak, cross]], dtype=np.float32)
+    return np.array([[fill, ink, asym, core, stroke, peak, cross, spread]], dtype=np.float32)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +32,8 @@ def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross
         (features(fill=0.05, stroke=0.12, peak=0.3), BLANK),  # faint short stroke
         (features(fill=0.08, ink=0.05, stroke=0.14, peak=0.5), AMBIGUOUS),  # thin tick, dimmed: not blank
         (features(fill=0.08, stroke=0.25, peak=0.36), AMBIGUOUS),  # longer, still light stroke
+        (features(fill=0.15, stroke=0.20, ink=0.1, peak=0.7, spread=0.35), AMBIGUOUS),  # a dark speck
+        (features(fill=0.15, stroke=0.20, ink=0.1, peak=0.7, spread=0.6), MARKED),  # a short tick
     ],
 )
 def test_classify_boxes_regions(row, state):

@@ -17,6 +17,7 @@ from omr.policy import (
     doubt_implausible_multiples,
     doubt_lines_beside_fills,
     doubt_misplaced_questions,
+    doubt_multiples_on_dirty_cards,
 )
 from tests.omr.test_marks import features
 
@@ -56,9 +57,17 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         "clear_faint_beside_fill",
         "doubt_misplaced_questions",
         "doubt_implausible_multiples",
+        "doubt_multiples_on_dirty_cards",
         "doubt_lines_beside_fills",
     ]
-    assert [r.flag for r in MARKING_POLICY] == [Flag.DIRTY, None, Flag.MISPLACED, Flag.IMPLAUSIBLE_MULTIPLES, None]
+    assert [r.flag for r in MARKING_POLICY] == [
+        Flag.DIRTY,
+        None,
+        Flag.MISPLACED,
+        Flag.IMPLAUSIBLE_MULTIPLES,
+        Flag.DIRTY_MULTIPLES,
+        None,
+    ]
 
 
 def test_a_marked_box_standing_in_dirt_is_doubted_and_its_question_flagged():
@@ -140,7 +149,7 @@ def test_the_count_of_multiples_sees_lines_beside_fills_before_they_are_doubted(
     ev = evidence(rows)
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
     assert outcome.flags == ("implausible_multiples",)
-    lines_first = (MARKING_POLICY[4], MARKING_POLICY[3])
+    lines_first = (MARKING_POLICY[5], MARKING_POLICY[3])
     assert apply_policy(classify_boxes(ev.features, T), ev, lines_first).flags == ()
 
 
@@ -166,3 +175,18 @@ def test_flags_come_out_in_the_vocabulary_order():
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
     assert outcome.flags == ("dirty:51", "implausible_multiples", "misplaced:61")
     assert MARKED not in ev.per_question(outcome.states)
+
+
+@pytest.mark.parametrize(("dirty_rows", "doubted"), [(2, False), (3, True)])
+def test_on_a_card_dirty_in_several_places_multiple_answers_are_doubted(dirty_rows, doubted):
+    """Dirt around the marks of three questions: a '*' elsewhere on the card is more
+    likely a cluster of specks beside the answer than a second answer."""
+    rows = [[FILL, BLANK_BOX, BLANK_BOX]] * 10 + [[FILL, FILL, BLANK_BOX], [FILL, LINES, LIGHT_FILL]]
+    surround = np.zeros((12, 3))
+    surround[:dirty_rows, 0] = 0.5
+    ev = evidence(rows, surround=surround)
+    states, _ = doubt_dirty_boxes(classify_boxes(ev.features, T), ev)
+    states, flagged = doubt_multiples_on_dirty_cards(states, ev)
+    assert flagged is doubted
+    responses = read_responses(ev.per_question(states), "ABC")
+    assert responses == "?" * dirty_rows + "A" * (10 - dirty_rows) + ("??" if doubted else "**")

@@ -335,3 +335,30 @@ def test_a_page_whose_every_registration_the_outlines_reject_is_not_read(card200
     monkeypatch.setattr(omr.reader, "marker_registrations", only_wrong_ones)
     with pytest.raises(PageNotFoundError, match="bubble outlines are not where"):
         read_card(card200, LAYOUT)
+
+
+def test_a_dark_speck_in_a_blank_box_is_not_a_mark_but_a_tick_is():
+    """A speck of dirt as dark as a pen line, in a blank row, is compact: its spread
+    is under the level, so it reads '?' (without the level: 'C', a wrong answer
+    nobody is told to look at); a short tick of the same darkness, alone on its row,
+    runs across the box and is the answer."""
+    from dataclasses import replace
+
+    from calibration import MarkThresholds
+    from omr.grid import Feature
+
+    answers = "--" + "A" * (LAYOUT.questions - 2)
+    img = marked_card(LAYOUT, answers, dpi=300)
+    s = 300 / 25.4
+    centers = LAYOUT.answers.centers()
+    x, y = centers[0, 2]  # question 1, C: a speck
+    cv2.circle(img, (int(round(x * s)), int(round(y * s))), int(round(0.6 * s)), 30, -1)
+    x, y = centers[1, 2]  # question 2, C: a tick
+    cv2.line(img, (int((x - 0.8) * s), int(y * s)), (int((x - 0.2) * s), int((y + 0.9) * s)), 30, 4)
+    cv2.line(img, (int((x - 0.2) * s), int((y + 0.9) * s)), (int((x + 1.4) * s), int((y - 1.0) * s)), 30, 4)
+    reading = read_card(img, LAYOUT)
+    speck, tick = reading.box_features[2], reading.box_features[5 + 2]
+    assert speck[Feature.SPREAD] < reading.thresholds.stroke_spread_mark <= tick[Feature.SPREAD], (speck, tick)
+    assert reading.responses[:3] == "?CA"
+    darkness_only = read_card(img, LAYOUT, thresholds=replace(MarkThresholds(), stroke_spread_mark=0.0))
+    assert darkness_only.responses[:3] == "CCA"
