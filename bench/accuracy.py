@@ -81,6 +81,7 @@ class Tally:
     kind_marks: Counter = field(default_factory=Counter)
     kind_wrong: Counter = field(default_factory=Counter)
     heavy_clear_marks: int = 0  # '?' where the truth allows one read only, on heavy damage
+    heavy_clear_marks_grey: int = 0  # the same on grey and colour scans only
 
 
 #: the mark kinds reported, from the synth truth's pattern and style of each question
@@ -155,6 +156,7 @@ def run(
         clear_marks = sum(ch == "?" and len(acceptable[q]) == 1 for q, ch in enumerate(reading.responses))
         t.question_marks_clear += clear_marks
         t.heavy_clear_marks += clear_marks if preset == "heavy" else 0
+        t.heavy_clear_marks_grey += clear_marks if preset == "heavy" and "bitonal" not in reading.flags else 0
         spec = truth["spec"]
         for q, (pattern, styles) in enumerate(zip(spec["patterns"], spec["styles"], strict=True)):
             kind = (preset, mark_kind(pattern, styles))
@@ -275,7 +277,8 @@ def report(t: Tally, args: argparse.Namespace) -> str:
            f"anomalies (part missing/twice, versions) flagged {t.anomalies_flagged}/{t.anomalies_expected}"]
           if t.parts_expected else []),
         "  flags: " + ", ".join(f"{k} {v}" for k, v in t.reasons.most_common()),
-        f"  '?' on clear questions on heavy damage: {t.heavy_clear_marks}",
+        f"  '?' on clear questions on heavy damage: {t.heavy_clear_marks} "
+        f"(on grey/colour scans {t.heavy_clear_marks_grey})",
         *kind_table(t),
     ]
     for ex in t.examples:

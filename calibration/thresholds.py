@@ -31,6 +31,11 @@ class MarkThresholds:
         mark lost without a word (spec §2: a faint stroke is reported '?')
     peak_blank, peak_mark : levels on how dark the darkest tenth of the box is; lines
         count as a mark only when dark enough (a faint stroke is not a mark)
+    strong_stroke_mark, strong_stroke_peak : lines over this share of the box count as
+        a mark from this darkest-tenth level on, under ``peak_mark``: a cross blurred by
+        a poor scan keeps its many lines but loses its darkest tenth (heavily damaged
+        synthetic crosses read '?' for it: stroke 0.29-0.49, peak 0.43-0.50), while a
+        faint stroke has few lines (stroke at most 0.17, peak at most 0.44)
     stroke_spread_mark : least spread of the lines (mm, their standard deviation along
         their longest direction, `omr.grid.Feature.SPREAD`) for them to count as a mark:
         a speck of dirt is as dark as a pen line but compact.  Measured on synthetic
@@ -60,9 +65,9 @@ class MarkThresholds:
         is under this share of the fill's darkest tenth
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
-    The first levels are learned per card or per batch (`calibration.learn`); the
-    last six are the marking policy's (`omr.policy`), carried along so that one
-    object holds every number the reader decides by.
+    The mark levels are learned per card or per batch (`calibration.learn`); the
+    rest (from ``max_surround_darkness`` on) are the marking policy's (`omr.policy`),
+    carried along so that one object holds every number the reader decides by.
     """
 
     fill_blank: float = 0.27
@@ -74,12 +79,14 @@ class MarkThresholds:
     peak_blank: float = 0.33
     peak_mark: float = 0.50
     stroke_spread_mark: float = 0.5
+    strong_stroke_mark: float = 0.2
+    strong_stroke_peak: float = 0.42
     cross_mark: float = 2.0
     half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
     max_surround_darkness: float = 0.12
     max_multiple_share: float = 0.1
-    dirty_card_questions: int = 3
+    dirty_card_questions: int = 2
     min_question_outline_ratio: float = 0.4
     solid_fill_margin: float = 0.07
     faint_peak_share: float = 0.5
@@ -105,6 +112,7 @@ def bitonal_thresholds() -> MarkThresholds:
         stroke_mark=2.0,  # never marks by strokes alone
         peak_blank=2.0,
         peak_mark=2.0,
+        strong_stroke_mark=2.0,
         # every corner holds >= 2 of its 12 samples of ink and no side middle any:
         # specks of a thresholded residue do that about once in a thousand boxes
         cross_mark=0.16,

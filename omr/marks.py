@@ -60,7 +60,11 @@ def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) ->
     t = thresholds
     # lines mark a box when they are dark and reach across it: a speck of dirt is as
     # dark as a pen line but compact (it is left ambiguous, never a mark by itself)
-    drawn = (stroke >= t.stroke_mark) & (peak >= t.peak_mark) & (features[:, Feature.SPREAD] >= t.stroke_spread_mark)
+    # (lines drawn over much of the box are a mark a little lighter too: a cross
+    # blurred by a poor scan loses its darkest tenth, a faint stroke has few lines)
+    dark_lines = (stroke >= t.stroke_mark) & (peak >= t.peak_mark)
+    many_lines = (stroke >= t.strong_stroke_mark) & (peak >= t.strong_stroke_peak)
+    drawn = (dark_lines | many_lines) & (features[:, Feature.SPREAD] >= t.stroke_spread_mark)
     crossed = features[:, Feature.CROSS] >= t.cross_mark
     marked = (ink >= t.ink_mark) | (fill >= t.fill_mark) | drawn | crossed
     faint_or_none = (stroke < t.stroke_blank) | (peak < t.peak_blank)

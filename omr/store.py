@@ -357,7 +357,8 @@ class FillMatrix:
     """The stored measurements of one card.
 
     features : (N_boxes, F) float32, box features (float16 precision) in
-        ``layout.box_centers()`` order, columns ``omr.grid.FEATURE_NAMES``
+        ``layout.box_centers()`` order, columns ``omr.grid.FEATURE_NAMES`` (pages
+        stored before the ``spread`` column have the first seven: the shape is kept with each)
     states : (N_boxes,) int8, 0 blank, 1 marked, 2 ambiguous
     """
 

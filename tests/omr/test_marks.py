@@ -33,6 +33,8 @@ def features(fill=0.0, ink=0.0, asym=0.0, core=0.0, stroke=0.0, peak=None, cross
         (features(fill=0.08, ink=0.05, stroke=0.14, peak=0.5), AMBIGUOUS),  # thin tick, dimmed: not blank
         (features(fill=0.08, stroke=0.25, peak=0.36), AMBIGUOUS),  # longer, still light stroke
         (features(fill=0.15, stroke=0.20, ink=0.1, peak=0.7, spread=0.35), AMBIGUOUS),  # a dark speck
+        (features(fill=0.17, ink=0.02, stroke=0.36, peak=0.47), MARKED),  # a cross blurred by the scan
+        (features(fill=0.06, ink=0.0, stroke=0.17, peak=0.44), AMBIGUOUS),  # a faint stroke, at its darkest
         (features(fill=0.15, stroke=0.20, ink=0.1, peak=0.7, spread=0.6), MARKED),  # a short tick
     ],
 )
