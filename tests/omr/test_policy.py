@@ -26,7 +26,7 @@ FILL = features(fill=0.7, ink=0.8, core=0.7)[0]
 SOLID = features(fill=0.75, ink=0.92, core=0.8, peak=0.94)[0]
 LIGHT_FILL = features(fill=0.40, ink=0.02, core=0.4)[0]  # at the mark level, not solid
 LINES = features(fill=0.12, ink=0.08, stroke=0.2, peak=0.7)[0]  # a cross, or dirt
-TEXTURE = features(fill=0.18, ink=0.0, stroke=0.22, peak=0.42)[0]  # scan texture, residue
+TEXTURE = features(fill=0.18, ink=0.0, stroke=0.18, peak=0.42)[0]  # scan texture, residue (few lines: 0.2 would be a mark)
 BLANK_BOX = features()[0]
 
 
@@ -110,7 +110,7 @@ def test_faint_texture_beside_a_solid_fill_is_blank_unless_dirty_or_darker():
     assert read(clear_faint_beside_fill, rows, surround=surround) == ("A??*?", None)
     # a faint box more than half as dark as the fill beside it may be a light second mark
     dark_fill = features(fill=0.6, ink=0.87, core=0.6, peak=0.76)[0]
-    light_cross = features(fill=0.12, ink=0.03, stroke=0.21, peak=0.48)[0]  # over half the fill's peak
+    light_cross = features(fill=0.12, ink=0.03, stroke=0.18, peak=0.48)[0]  # over half the fill's peak
     assert read(clear_faint_beside_fill, [[dark_fill, light_cross, BLANK_BOX]])[0] == "?"
     # the share is the policy's number: at 0.7 of the fill's peak that box is cleared too
     looser = replace(T, faint_peak_share=0.7)
