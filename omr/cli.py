@@ -572,7 +572,6 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
            candidates_path: str | None, key_path: str | None) -> None:
     """Write the spec §6 results of every page in a results store (and its candidates)."""
     from omr.store import open_store
-    from scoring import load_key
 
     if not (out or jsonl_path or candidates_path):
         raise click.UsageError("nothing to write: give --out and/or --jsonl (or --candidates)")
@@ -580,7 +579,7 @@ def export(db_path: str, out: str | None, jsonl_path: str | None, run_id: int | 
         raise click.UsageError("--candidates scores the joined cards: give --key KEY.json")
     from collections import Counter
 
-    key = load_key(key_path) if key_path else None
+    key = store_key(key_path, db_path) if key_path else None
     counts: Counter[str] = Counter()
     with open_store(db_path) as store:
         if run_id is not None and not store.has_run(run_id):
@@ -644,6 +643,12 @@ def _write_candidates(store: ResultStore, key: AnswerKey, path: str, run_id: int
     write_candidates_csv(rows, path)
     review = sum(r.status == "review" for r in rows)
     click.echo(f"{len(rows)} candidates (ok {len(rows) - review}, review {review}) written to {path}")
+
+
+def store_key(key_path: str, db_path: str) -> AnswerKey:
+    """An answer key for the pages of a store: its versions checked against the labels of
+    the store's layout (the shipped default when the store names none)."""
+    return _rescore_key(key_path, _store_layout(db_path))
 
 
 def _rescore_key(key_path: str, layout: CardLayout) -> AnswerKey:

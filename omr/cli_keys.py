@@ -140,9 +140,9 @@ def key_add(db_path: str, key_path: str, by: str, reason: str) -> None:
     'omr report changes --db S --to KEY.json'.
     """
     from omr.store import open_store
-    from scoring import load_key
+    from omr.cli import store_key
 
-    new = load_key(key_path)
+    new = store_key(key_path, db_path)
     with open_store(db_path) as store:
         applied = store.apply_key(new, by=by, reason=reason, source=key_path)
         counts = store.counts()

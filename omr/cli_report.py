@@ -61,7 +61,7 @@ def changes(db_path: str, to: str, from_: int | None, out: str | None) -> None:
     from omr.cli_keys import revision_arg
     from omr.report import load_cohort, write_changes_csv
     from omr.store import open_store
-    from scoring import load_key
+    from omr.cli import store_key
     from scoring.changes import compare_keys
 
     with open_store(db_path) as store:
@@ -70,7 +70,7 @@ def changes(db_path: str, to: str, from_: int | None, out: str | None) -> None:
         if to.isdigit():
             new = revision_arg(store, int(to), "--to").key
         elif Path(to).is_file():
-            new = load_key(to)
+            new = store_key(to, db_path)
         else:
             raise click.BadParameter(f"{to!r} is neither a revision number nor a key file", param_hint="--to")
         cohort = load_cohort(store, current)

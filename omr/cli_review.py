@@ -68,7 +68,7 @@ def review(db_path: str, host: str, port: int, token: str | None, double_entry: 
         layout_path = recorded if recorded in shipped_layouts() else None
     layout = load_layout(layout_path)
     service = ReviewService(
-        db_path, layout, key=load_key(key_path) if key_path else None, double_entry=double_entry
+        db_path, layout, key=load_key(key_path, version_labels=layout.version.labels) if key_path else None, double_entry=double_entry
     )
     stored = service.store().meta("layout")
     if stored and stored != layout.name:

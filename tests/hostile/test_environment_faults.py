@@ -300,3 +300,17 @@ def test_sigterm_stops_a_scan_like_ctrl_c(batch: Path, tmp_path: Path) -> None:
     assert stored == stored_pages(db) and 1 <= stored < 6
 
 
+
+
+def test_a_key_for_a_store_is_checked_against_the_store_layouts_versions(
+        batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "r.sqlite"
+    assert run_main(monkeypatch, capsys, "scan", batch / "in", "--key", batch / "key.json", "--db", db,
+                    "--workers", 1)[0] == 0
+    x_key = tmp_path / "x-key.json"
+    x_key.write_text(json.dumps({**KEY, "versions": {"X": KEY["versions"]["A"]}}), encoding="utf-8")
+    for args in (["key", "add", "--db", db, x_key, "--by", "anna", "--reason", "test"],
+                 ["export", "--db", db, "--candidates", tmp_path / "c.csv", "--key", x_key]):
+        code, _, err = run_main(monkeypatch, capsys, *args)
+        assert code == 2, (args, err)
+        assert "versions.X: 'X' is not a version of this card: the card's version labels are A, B, C, D" in err
