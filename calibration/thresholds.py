@@ -55,6 +55,11 @@ class MarkThresholds:
         as dirty, and its '*' as '?' (`omr.policy.doubt_multiples_on_dirty_cards`)
     max_multiple_share : share of questions read '*' beyond which no mark on the card
         is trusted (real cards: ~1%)
+    streak_column_share : share of a column's boxes (one option down a block of
+        questions, where a scanner streak runs) marked by lines alone from which
+        those marks are a streak, not answers (`omr.policy.doubt_column_streaks`);
+        a candidate answering one letter on half of 40 questions in a row is not
+        plausible, a streak marks nearly all of them
     min_question_outline_ratio : a question whose printed outlines are fainter than
         this share of the card's median is misplaced (measured: aligned >= 0.9,
         2.5 mm off <= 0.25)
@@ -87,6 +92,7 @@ class MarkThresholds:
     max_surround_darkness: float = 0.12
     max_multiple_share: float = 0.1
     dirty_card_questions: int = 2
+    streak_column_share: float = 0.5
     min_question_outline_ratio: float = 0.4
     solid_fill_margin: float = 0.07
     faint_peak_share: float = 0.5

@@ -42,6 +42,7 @@ class Flag(StrEnum):
     IMPLAUSIBLE_MULTIPLES = "implausible_multiples"
     DIRTY_MULTIPLES = "dirty_multiples"
     MISPLACED = "misplaced"
+    STREAK = "streak"
     # registration (omr.reader.measure_card)
     MARKER_MISSING = "marker_missing"
     REGISTRATION_DOUBTFUL = "registration_doubtful"

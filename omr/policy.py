@@ -17,7 +17,9 @@ does):
    (``implausible_multiples``)
 5. `doubt_multiples_on_dirty_cards` -- on a card dirty in several places, '*' is '?'
    (``dirty_multiples``)
-6. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
+6. `doubt_column_streaks`      -- lines alone down much of one column are a streak: '?'
+   (``streak:``)
+7. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
 
 Every rule is pure and vectorised over the card's boxes; every number it decides by
 is a field of `calibration.MarkThresholds`.
@@ -44,6 +46,7 @@ __all__ = [
     "Rule",
     "apply_policy",
     "clear_faint_beside_fill",
+    "doubt_column_streaks",
     "doubt_dirty_boxes",
     "doubt_implausible_multiples",
     "doubt_lines_beside_fills",
@@ -63,6 +66,9 @@ class MarkEvidence:
     thresholds : the levels (and the policy's own numbers)
     answers : the answer boxes' slice of the box order, questions in order
     n_options : boxes per question
+    columns : (Q, C) int, which page column each answer box stands in (boxes one
+        under the other: one option down a block of questions), or None when not
+        known (no rule then looks at columns)
     """
 
     features: NDArray[np.float32]
@@ -71,6 +77,7 @@ class MarkEvidence:
     thresholds: MarkThresholds
     answers: slice
     n_options: int
+    columns: NDArray[np.int64] | None = None
 
     def per_question(self, values: NDArray) -> NDArray:
         """(Q, C, ...) view of a per-box array's answer part."""
@@ -206,6 +213,42 @@ def doubt_lines_beside_fills(
     return _with_answers(states, evidence, np.where(lines_only & beside_fill, np.int8(AMBIGUOUS), answers)), None
 
 
+def doubt_column_streaks(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """Boxes marked by lines alone in a page column where such marks stand in
+    ``streak_column_share`` of its boxes or more are AMBIGUOUS.
+
+    Evidence: the page column of each answer box (`MarkEvidence.columns`: one option
+    down a block of questions) and which boxes are not blank by their lines alone
+    (fill and clearly dark share under the mark levels; marked or doubtful).  A dirty scanner lamp or roller
+    draws a thin line down the page, through the same option of every question of a
+    block: each box it crosses looks like a light tick, as spread as one (measured on
+    Augraphy's scanner set, seed 31: one card read '*' or a letter on 17 questions
+    from a line through every B box, 0.1 fill, spread 0.5-0.6 mm).  A candidate
+    crossing the same letter on half the questions of a block is not plausible; as
+    '?' a person decides, fills stay marks.  Flags the questions it doubted
+    (``streak:``).  Before `doubt_lines_beside_fills`, which would turn only some of
+    these rows to '?' and hide how many the streak marked.
+    """
+    if evidence.columns is None:
+        return states, None
+    t = evidence.thresholds
+    answers = evidence.per_question(states)
+    features = evidence.per_question(evidence.features)
+    light = (features[..., Feature.FILL] < t.fill_mark) & (features[..., Feature.INK] < t.ink_mark)
+    lines_only = (answers == MARKED) & light
+    touched = (answers != BLANK) & light  # a streak leaves some boxes only doubtful
+    columns = evidence.columns.ravel()
+    per_column = np.bincount(columns, weights=touched.ravel().astype(np.float64))
+    boxes = np.bincount(columns)
+    streak_columns = per_column >= t.streak_column_share * np.maximum(boxes, 1)
+    doubted = lines_only & streak_columns[evidence.columns]
+    if not doubted.any():
+        return states, None
+    return _with_answers(states, evidence, np.where(doubted, np.int8(AMBIGUOUS), answers)), doubted.any(axis=1)
+
+
 def doubt_multiples_on_dirty_cards(
     states: NDArray[np.int8], evidence: MarkEvidence
 ) -> tuple[NDArray[np.int8], Flagged]:
@@ -250,6 +293,7 @@ MARKING_POLICY: tuple[Rule, ...] = (
     Rule("doubt_misplaced_questions", doubt_misplaced_questions, Flag.MISPLACED),
     Rule("doubt_implausible_multiples", doubt_implausible_multiples, Flag.IMPLAUSIBLE_MULTIPLES),
     Rule("doubt_multiples_on_dirty_cards", doubt_multiples_on_dirty_cards, Flag.DIRTY_MULTIPLES),
+    Rule("doubt_column_streaks", doubt_column_streaks, Flag.STREAK),
     Rule("doubt_lines_beside_fills", doubt_lines_beside_fills),
 )
 

@@ -136,6 +136,7 @@ def read_card(
         thresholds=thresholds,
         answers=slices["answers"],
         n_options=len(layout.options),
+        columns=answer_columns(layout),
     )
     policy = apply_policy(classify_boxes(features, thresholds), evidence)
     states = policy.states
@@ -311,3 +312,20 @@ def _card_parts(layout: CardLayout) -> tuple[tuple[str, ...], tuple[NDArray[np.i
     parts = _part_names(layout)
     names = tuple(sorted(set(parts.tolist())))
     return names, tuple(np.flatnonzero(parts == name) for name in names)
+
+
+@functools.lru_cache(maxsize=4)
+def answer_columns(layout: CardLayout) -> NDArray[np.int64]:
+    """(Q, C) page column of each answer box: boxes whose centres share an x (to 0.5 mm)
+    stand one under the other, where a scanner streak down the page would cross them.
+
+    >>> from omr.layout import load_layout
+    >>> columns = answer_columns(load_layout())
+    >>> columns.shape, int(columns.max()) + 1
+    ((200, 5), 25)
+    """
+    centres = layout.box_centers()[layout.box_slices()["answers"]]
+    _, columns = np.unique(np.round(centres[:, 0] * 2.0), return_inverse=True)
+    out = columns.reshape(-1, len(layout.options)).astype(np.int64)
+    out.setflags(write=False)
+    return out

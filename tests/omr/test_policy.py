@@ -13,6 +13,7 @@ from omr.policy import (
     MarkEvidence,
     apply_policy,
     clear_faint_beside_fill,
+    doubt_column_streaks,
     doubt_dirty_boxes,
     doubt_implausible_multiples,
     doubt_lines_beside_fills,
@@ -30,7 +31,7 @@ TEXTURE = features(fill=0.18, ink=0.0, stroke=0.18, peak=0.42)[0]  # scan textur
 BLANK_BOX = features()[0]
 
 
-def evidence(rows, *, surround=None, outline=None, thresholds=T):
+def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None):
     """The evidence of a card holding only these (Q, C, F) answer rows."""
     rows = np.asarray(rows, np.float32)
     q, c = rows.shape[:2]
@@ -41,6 +42,7 @@ def evidence(rows, *, surround=None, outline=None, thresholds=T):
         thresholds=thresholds,
         answers=slice(0, q * c),
         n_options=c,
+        columns=None if columns is None else np.asarray(columns, np.int64),
     )
 
 
@@ -58,6 +60,7 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         "doubt_misplaced_questions",
         "doubt_implausible_multiples",
         "doubt_multiples_on_dirty_cards",
+        "doubt_column_streaks",
         "doubt_lines_beside_fills",
     ]
     assert [r.flag for r in MARKING_POLICY] == [
@@ -66,6 +69,7 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         Flag.MISPLACED,
         Flag.IMPLAUSIBLE_MULTIPLES,
         Flag.DIRTY_MULTIPLES,
+        Flag.STREAK,
         None,
     ]
 
@@ -149,7 +153,8 @@ def test_the_count_of_multiples_sees_lines_beside_fills_before_they_are_doubted(
     ev = evidence(rows)
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
     assert outcome.flags == ("implausible_multiples",)
-    lines_first = (MARKING_POLICY[5], MARKING_POLICY[3])
+    by_name = {rule.name: rule for rule in MARKING_POLICY}
+    lines_first = (by_name["doubt_lines_beside_fills"], by_name["doubt_implausible_multiples"])
     assert apply_policy(classify_boxes(ev.features, T), ev, lines_first).flags == ()
 
 
@@ -190,3 +195,38 @@ def test_on_a_card_dirty_in_several_places_multiple_answers_are_doubted(dirty_ro
     assert flagged is doubted
     responses = read_responses(ev.per_question(states), "ABC")
     assert responses == "?" * dirty_rows + "A" * (10 - dirty_rows) + ("??" if doubted else "**")
+
+
+def _streak_card(streaked_rows, questions=10):
+    """``questions`` rows of three boxes, one column per option; option B has lines in
+    the first ``streaked_rows`` rows, every row has its answer filled in A or C."""
+    rows = []
+    for q in range(questions):
+        rows.append([FILL if q % 2 else BLANK_BOX, LINES if q < streaked_rows else BLANK_BOX, BLANK_BOX if q % 2 else FILL])
+    columns = np.tile(np.arange(3), (questions, 1))
+    return rows, columns
+
+
+@pytest.mark.parametrize(("streaked_rows", "doubted"), [(5, True), (9, True), (4, False), (1, False)])
+def test_lines_down_half_a_column_are_a_streak_not_answers(streaked_rows, doubted):
+    rows, columns = _streak_card(streaked_rows)
+    # the lines alone, without the fills (which would let doubt_lines_beside_fills act)
+    rows = [[BLANK_BOX, r[1], BLANK_BOX] for r in rows]
+    responses, flagged = read(doubt_column_streaks, rows, columns=columns)
+    if doubted:
+        assert responses[:streaked_rows] == "?" * streaked_rows
+        assert flagged.tolist() == [True] * streaked_rows + [False] * (10 - streaked_rows)
+    else:
+        assert responses[:streaked_rows] == "B" * streaked_rows
+        assert flagged is None
+    assert responses[streaked_rows:] == "-" * (10 - streaked_rows)
+
+
+def test_a_streak_leaves_fills_marked_and_needs_to_know_the_columns():
+    rows, columns = _streak_card(10)
+    responses, _ = read(doubt_column_streaks, rows, columns=columns)
+    assert responses == "?" * 10  # the fill is read, the streak's box doubted
+    ev = evidence(rows, columns=columns)
+    states, _ = doubt_column_streaks(classify_boxes(ev.features, ev.thresholds), ev)
+    assert (ev.per_question(states)[:, [0, 2]].max(axis=1) == MARKED).all()
+    assert read(doubt_column_streaks, rows)[0] == "*" * 10  # no columns known: nothing done
