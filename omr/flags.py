@@ -69,6 +69,14 @@ class Flag(StrEnum):
     RESPONSES_LENGTH = "responses_length"
     RESPONSES_INVALID = "responses_invalid"
     SCORING = "scoring"
+    # candidates joined from cards of several parts (scoring.candidates)
+    CODE_UNKNOWN = "code_unknown"
+    PART_MISSING = "part_missing"
+    PART_DUPLICATE = "part_duplicate"
+    PART_UNKNOWN = "part_unknown"
+    VERSION_MISMATCH = "version_mismatch"
+    PART_REVIEW = "part_review"
+    RESPONSES_LENGTH_PART = "responses_length_part"
     # the store's store-wide checks (omr.store)
     DUPLICATE_CODE = "duplicate_code"
     DUPLICATE_PAGE = "duplicate_page"

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 
-from omr.flags import REVIEW, decide_status
+from omr.flags import REVIEW, Flag, decide_status
 from scoring.export import _CsvRows, _percent_text, _Replacing, _responses_text, spreadsheet_text
 from scoring.key import AnswerKey
 from scoring.results import ResultRow
@@ -68,8 +68,8 @@ CANDIDATE_COLUMNS = (
     "pages",
 )
 #: flags `join_candidates` sets (a ``:parts`` suffix may follow)
-CANDIDATE_FLAGS = ("part_missing", "part_duplicate", "part_unknown", "version_mismatch", "code_unknown",
-                   "part_review")
+CANDIDATE_FLAGS = (Flag.PART_MISSING, Flag.PART_DUPLICATE, Flag.PART_UNKNOWN, Flag.VERSION_MISMATCH,
+                   Flag.CODE_UNKNOWN, Flag.PART_REVIEW, Flag.RESPONSES_LENGTH_PART)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,8 @@ def join_candidates(pages: Iterable[PageRecord], key: AnswerKey, *, parts: int, 
         if parts == 1:
             p = replace(p, part=1)
         if not p.code_number:
-            codeless.append(CandidateRow(code_number="", status="review", flags=("code_unknown",),
+            codeless.append(CandidateRow(code_number="", status=decide_status([Flag.CODE_UNKNOWN]),
+                                         flags=(str(Flag.CODE_UNKNOWN),),
                                          pages=(p.where,)))
             continue
         by_code.setdefault(p.code_number, []).append(p)
@@ -190,26 +191,26 @@ def join_candidates(pages: Iterable[PageRecord], key: AnswerKey, *, parts: int, 
         unknown = sum(p.part is None for p in cards)
         versions = sorted({p.version for p in cards if p.version})
         if missing:
-            flags.append("part_missing:" + ",".join(map(str, missing)))
+            flags.append(f"{Flag.PART_MISSING}:" + ",".join(map(str, missing)))
         if twice:
-            flags.append("part_duplicate:" + ",".join(map(str, twice)))
+            flags.append(f"{Flag.PART_DUPLICATE}:" + ",".join(map(str, twice)))
         if unknown:
-            flags.append(f"part_unknown:{unknown}")
+            flags.append(f"{Flag.PART_UNKNOWN}:{unknown}")
         if len(versions) > 1:
-            flags.append("version_mismatch")
+            flags.append(str(Flag.VERSION_MISMATCH))
         in_review = sorted({p.part for p in cards if p.status == "review" and p.part is not None})
         if in_review:
-            flags.append("part_review:" + ",".join(map(str, in_review)))
+            flags.append(f"{Flag.PART_REVIEW}:" + ",".join(map(str, in_review)))
         if missing or twice or unknown or len(versions) > 1:
-            rows.append(CandidateRow(code_number=code, status="review", flags=tuple(flags), pages=where))
+            rows.append(CandidateRow(code_number=code, status=decide_status(flags), flags=tuple(flags), pages=where))
             continue
         responses = "".join(p.responses if len(p.responses) == questions else "?" * questions for p in cards)
         bad_length = [p.part for p in cards if len(p.responses) != questions]
         if bad_length:  # a page row read on another card's layout: nothing of it is trusted
-            flags.append("responses_length_part:" + ",".join(map(str, bad_length)))
+            flags.append(f"{Flag.RESPONSES_LENGTH_PART}:" + ",".join(map(str, bad_length)))
         slots.append((len(rows), where))
         rows.append(None)
-        joined.append(ResultRow(source=where[0], page=1, status="review" if flags else "ok",
+        joined.append(ResultRow(source=where[0], page=1, status=decide_status(flags),
                                 code_number=code, version=versions[0] if versions else "",
                                 responses=responses, flags=tuple(flags)))
     for (slot, where), scored in zip(slots, score_rows(joined, key), strict=True):

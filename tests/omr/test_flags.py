@@ -13,12 +13,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _readme_table() -> dict[str, str]:
     """Flag name -> the status column of the README's flag table."""
     text = README.read_text(encoding="utf-8")
-    table = text[text.index("| flag | status | meaning |") :].split("\n\n", 1)[0]
     rows = {}
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        for name in re.findall(r"`([a-z_0-9]+)(?::[^`]*)?`", cells[0]):
-            rows[name] = cells[1]
+    # the page rows' table, then the candidates' (every candidate flag means review)
+    for header in ("| flag | status | meaning |", "| candidate flag | meaning |"):
+        table = text[text.index(header) :].split("\n\n", 1)[0]
+        for line in table.splitlines()[2:]:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            for name in re.findall(r"`([a-z_0-9]+)(?::[^`]*)?`", cells[0]):
+                rows[name] = cells[1] if header.startswith("| flag") else "review"
     return rows
 
 
