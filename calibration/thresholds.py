@@ -43,6 +43,10 @@ class MarkThresholds:
         0.59; dark specks on Augraphy's scanner sets: see bench/RESULTS.md
     cross_mark : level on the cross-shape evidence (`omr.grid.box_features`); used
         on 1-bit scans only (2.0 = off), where it is the one sign of a cross left
+    drawn_cross_mark : level on a doubtful box's drawn-cross evidence measured on the
+        page's pixels (`omr.strokes.diagonal_strokes`, `omr.policy.mark_drawn_crosses`)
+        from which it is marked; 1-bit scans only (2.0 = off).  Erased residue
+        measured at most 0.23, crosses left '?' by the features 0.5-0.84 (96 %)
     half_asymmetry, half_fill_max : a box whose strokes lie on one half
         (asymmetry at least ``half_asymmetry``) and whose fill is under
         ``half_fill_max`` is half-filled, hence ambiguous
@@ -87,6 +91,7 @@ class MarkThresholds:
     strong_stroke_mark: float = 0.2
     strong_stroke_peak: float = 0.42
     cross_mark: float = 2.0
+    drawn_cross_mark: float = 2.0
     half_asymmetry: float = 0.45
     half_fill_max: float = 0.50
     max_surround_darkness: float = 0.12
@@ -122,6 +127,7 @@ def bitonal_thresholds() -> MarkThresholds:
         # every corner holds >= 2 of its 12 samples of ink and no side middle any:
         # specks of a thresholded residue do that about once in a thousand boxes
         cross_mark=0.16,
+        drawn_cross_mark=0.6,
         source="bitonal",
     )
 

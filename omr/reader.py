@@ -31,9 +31,10 @@ from omr.flags import INFO_FLAGS, OK, Flag, decide_status, with_questions
 from omr.grid import SamplingGrid, box_features, build_sampling_grid, paper_levels, remove_print, sample_boxes
 from omr.layout import CardLayout
 from omr.local_registration import register_locally
-from omr.marks import classify_boxes, read_responses
+from omr.marks import AMBIGUOUS, classify_boxes, read_responses
 from omr.policy import MarkEvidence, apply_policy
 from omr.stats import median
+from omr.strokes import diagonal_strokes
 
 __all__ = ["CardMeasurement", "CardReading", "INFO_FLAGS", "measure_card", "read_card"]
 
@@ -129,6 +130,7 @@ def read_card(
             thresholds = calibrate_card(features[slices["answers"]])
         # batch levels too: one card may come out lighter than the batch (a faded copy)
         thresholds = adapt_to_light_marks(thresholds, features[slices["answers"]], len(layout.options))
+    box_states = classify_boxes(features, thresholds)
     evidence = MarkEvidence(
         features=features,
         surround=measured.surround,
@@ -137,8 +139,9 @@ def read_card(
         answers=slices["answers"],
         n_options=len(layout.options),
         columns=answer_columns(layout),
+        drawn_crosses=measure_drawn_crosses(gray, layout, measured, box_states) if bitonal else None,
     )
-    policy = apply_policy(classify_boxes(features, thresholds), evidence)
+    policy = apply_policy(box_states, evidence)
     states = policy.states
     g = layout.code_grid
     responses = read_responses(evidence.per_question(states), layout.options)
@@ -204,6 +207,30 @@ class CardMeasurement:
     flags: tuple[str, ...]
     surround: NDArray[np.float32]
     box_shifts_mm: NDArray[np.float64] | None = None
+
+
+def measure_drawn_crosses(
+    gray: NDArray[np.uint8], layout: CardLayout, measured: CardMeasurement, states: NDArray[np.int8]
+) -> NDArray[np.float32]:
+    """(N_boxes,) `omr.strokes.diagonal_strokes` of the AMBIGUOUS answer boxes, NaN elsewhere.
+
+    Only the doubtful answer boxes of a 1-bit page are looked at again (a few dozen);
+    each where it was read (its run's local shift included).
+    """
+    out = np.full(states.shape, np.nan, np.float32)
+    answers = np.zeros(states.shape, bool)
+    answers[layout.box_slices()["answers"]] = True
+    doubtful = np.flatnonzero(answers & (states == AMBIGUOUS))
+    if doubtful.size == 0:
+        return out
+    centers = layout.box_centers()[doubtful]
+    if measured.box_shifts_mm is not None:
+        centers = centers + measured.box_shifts_mm[doubtful]
+    b = layout.bubble
+    out[doubtful] = diagonal_strokes(
+        gray, measured.registration.homography, centers, (b.inner_width_mm, b.inner_height_mm)
+    )
+    return out
 
 
 def is_bitonal(gray: NDArray[np.uint8], max_grey_share: float = 0.02) -> bool:

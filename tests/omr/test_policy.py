@@ -19,6 +19,7 @@ from omr.policy import (
     doubt_lines_beside_fills,
     doubt_misplaced_questions,
     doubt_multiples_on_dirty_cards,
+    mark_drawn_crosses,
 )
 from tests.omr.test_marks import features
 
@@ -31,7 +32,7 @@ TEXTURE = features(fill=0.18, ink=0.0, stroke=0.18, peak=0.42)[0]  # scan textur
 BLANK_BOX = features()[0]
 
 
-def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None):
+def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None, drawn_crosses=None):
     """The evidence of a card holding only these (Q, C, F) answer rows."""
     rows = np.asarray(rows, np.float32)
     q, c = rows.shape[:2]
@@ -43,6 +44,7 @@ def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None):
         answers=slice(0, q * c),
         n_options=c,
         columns=None if columns is None else np.asarray(columns, np.int64),
+        drawn_crosses=None if drawn_crosses is None else np.asarray(drawn_crosses, np.float32).ravel(),
     )
 
 
@@ -55,6 +57,7 @@ def read(rule, rows, **kw):
 
 def test_the_policy_runs_its_rules_in_the_documented_order():
     assert [r.name for r in MARKING_POLICY] == [
+        "mark_drawn_crosses",
         "doubt_dirty_boxes",
         "clear_faint_beside_fill",
         "doubt_misplaced_questions",
@@ -64,6 +67,7 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         "doubt_lines_beside_fills",
     ]
     assert [r.flag for r in MARKING_POLICY] == [
+        None,
         Flag.DIRTY,
         None,
         Flag.MISPLACED,
@@ -230,3 +234,24 @@ def test_a_streak_leaves_fills_marked_and_needs_to_know_the_columns():
     states, _ = doubt_column_streaks(classify_boxes(ev.features, ev.thresholds), ev)
     assert (ev.per_question(states)[:, [0, 2]].max(axis=1) == MARKED).all()
     assert read(doubt_column_streaks, rows)[0] == "*" * 10  # no columns known: nothing done
+
+
+def test_a_doubtful_box_with_a_drawn_cross_is_marked_and_later_rules_still_doubt_it():
+    """1-bit levels: a thick cross and a residue look alike by their features ('?');
+    the strokes measured on the page tell them apart.  Dirt around the box still wins."""
+    from calibration import bitonal_thresholds
+
+    thick = features(fill=0.4, ink=0.4, stroke=0.45, peak=1.0, cross=-0.5)[0]
+    rows = [[thick, BLANK_BOX, BLANK_BOX]] * 4
+    drawn = np.full((4, 3), np.nan)
+    drawn[:, 0] = [0.7, 0.6, 0.59, 0.2]  # two crosses, then a doubtful one and a residue
+    responses, flagged = read(mark_drawn_crosses, rows, thresholds=bitonal_thresholds(), drawn_crosses=drawn)
+    assert (responses, flagged) == ("AA??", None)
+    assert read(mark_drawn_crosses, rows, thresholds=bitonal_thresholds())[0] == "????"  # nothing measured
+    assert read(mark_drawn_crosses, rows, thresholds=T, drawn_crosses=drawn)[0] == "AAAA"  # grey levels: fill marks
+    surround = np.zeros((4, 3))
+    surround[0, 0] = 0.5
+    ev = evidence(rows, surround=surround, thresholds=bitonal_thresholds(), drawn_crosses=drawn)
+    outcome = apply_policy(classify_boxes(ev.features, ev.thresholds), ev)
+    assert read_responses(ev.per_question(outcome.states), "ABC") == "?A??"
+    assert outcome.flags == ("dirty:1",)
