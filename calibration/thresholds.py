@@ -72,6 +72,9 @@ class MarkThresholds:
         0.48, crosses' 99th 0.41)
     faint_peak_share : a box beside a solid fill is faint when even its darkest tenth
         is under this share of the fill's darkest tenth
+    standout_peak, standout_ratio : a box read blank whose darkest tenth reaches
+        ``standout_peak`` and ``standout_ratio`` times its question's median is '?'
+        (`omr.policy.doubt_standout_blanks`: a mark the scan washed out)
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
     The mark levels are learned per card or per batch (`calibration.learn`); the
@@ -101,6 +104,8 @@ class MarkThresholds:
     min_question_outline_ratio: float = 0.4
     solid_fill_margin: float = 0.07
     faint_peak_share: float = 0.5
+    standout_peak: float = 0.4
+    standout_ratio: float = 3.0
     source: str = "default"
 
 
@@ -128,6 +133,7 @@ def bitonal_thresholds() -> MarkThresholds:
         # specks of a thresholded residue do that about once in a thousand boxes
         cross_mark=0.16,
         drawn_cross_mark=0.6,
+        standout_peak=2.0,  # a 1-bit box's darkest tenth is black or white: no such evidence
         source="bitonal",
     )
 

@@ -12,16 +12,18 @@ does):
 
 1. `mark_drawn_crosses`        -- a doubtful box with a cross drawn in it is marked
    (1-bit scans: `omr.strokes`)
-2. `doubt_dirty_boxes`         -- anything in a box standing in dirt is '?'  (``dirty:``)
-3. `clear_faint_beside_fill`   -- erasure residue beside one solid fill is blank
-4. `doubt_misplaced_questions` -- a question off its printed outlines is '?' (``misplaced:``)
-5. `doubt_implausible_multiples` -- far too many '*': every mark is '?'
+2. `doubt_standout_blanks`     -- a "blank" box far darker than the rest of its
+   question is '?' (a mark the scan washed out)
+3. `doubt_dirty_boxes`         -- anything in a box standing in dirt is '?'  (``dirty:``)
+4. `clear_faint_beside_fill`   -- erasure residue beside one solid fill is blank
+5. `doubt_misplaced_questions` -- a question off its printed outlines is '?' (``misplaced:``)
+6. `doubt_implausible_multiples` -- far too many '*': every mark is '?'
    (``implausible_multiples``)
-6. `doubt_multiples_on_dirty_cards` -- on a card dirty in several places, '*' is '?'
+7. `doubt_multiples_on_dirty_cards` -- on a card dirty in several places, '*' is '?'
    (``dirty_multiples``)
-7. `doubt_column_streaks`      -- lines alone down much of one column are a streak: '?'
+8. `doubt_column_streaks`      -- lines alone down much of one column are a streak: '?'
    (``streak:``)
-8. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
+9. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
 
 Every rule is pure and vectorised over the card's boxes; every number it decides by
 is a field of `calibration.MarkThresholds`.
@@ -54,6 +56,7 @@ __all__ = [
     "doubt_lines_beside_fills",
     "doubt_misplaced_questions",
     "doubt_multiples_on_dirty_cards",
+    "doubt_standout_blanks",
     "mark_drawn_crosses",
 ]
 
@@ -115,16 +118,39 @@ def mark_drawn_crosses(states: NDArray[np.int8], evidence: MarkEvidence) -> tupl
     diagonal direction, each darker all along than the paper on both its sides
     (``drawn_cross_mark``).  Measured only where darkness is gone: on a 1-bit scan a
     cross with thick arms covers 25-60 % of the box, as an erasure residue does, and
-    its features leave it '?' (on heavily damaged synthetic cards thresholded to
-    1-bit: 514 such crosses, 496 of them at 0.5 or more; erased residue at most 0.23,
-    blank boxes 0.18; random speckle at any density and grain up to 3 px at most 0.53
-    in 54,000 boxes).  First: every rule after it may still doubt the box (dirt, a
-    misplaced row, lines beside a fill).
+    its features leave it '?' (measured in `tests/omr/test_strokes.py`: hand-drawn
+    crosses at 150-600 DPI reach the level 69-91 % of the time, random speckle of
+    1-2 px grains at any density at most 0.51; `bench/accuracy.py` on heavy damage:
+    '?' on clear questions halved, no wrong read).  First: every rule after it may
+    still doubt the box (dirt, a misplaced row, lines beside a fill).
     """
     if evidence.drawn_crosses is None:
         return states, None
     crossed = (states == AMBIGUOUS) & (evidence.drawn_crosses >= evidence.thresholds.drawn_cross_mark)
     return np.where(crossed, np.int8(MARKED), states), None
+
+
+def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> tuple[NDArray[np.int8], Flagged]:
+    """A BLANK answer box whose darkest tenth stands far above its question's is AMBIGUOUS.
+
+    Evidence: the box's ``peak`` (darkest tenth) against ``standout_peak`` and against
+    ``standout_ratio`` times the median peak of the other boxes of its question.  The blank levels
+    let a light box through when it has no clearly dark samples or no lines (a faint
+    stroke, a residue); a scan that washes out ink (a tone curve, low toner, a
+    simulator's faded copy) leaves a real fill or tick just there, at 0.4-0.5 of peak
+    while the paper beside it is at 0.02-0.05 (Augraphy scanner sets: 8 of 31 wrong
+    reads not '?').  Only against a clean row: on a dirty card every box is that dark
+    and nothing stands out.  Before `clear_faint_beside_fill`, which may still clear
+    such a box beside a solid fill (an erasure residue, spec §2: blank).
+    """
+    t = evidence.thresholds
+    answers = evidence.per_question(states)
+    peak = evidence.per_question(evidence.features)[..., Feature.PEAK]
+    n = peak.shape[1]
+    others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
+    others_level = np.median(peak[:, others], axis=2)  # (Q, C): the rest of the question, without the box
+    standout = (answers == BLANK) & (peak >= t.standout_peak) & (peak >= t.standout_ratio * others_level)
+    return _with_answers(states, evidence, np.where(standout, np.int8(AMBIGUOUS), answers)), None
 
 
 def doubt_dirty_boxes(states: NDArray[np.int8], evidence: MarkEvidence) -> tuple[NDArray[np.int8], Flagged]:
@@ -315,6 +341,7 @@ class Rule:
 #: the policy, in the order it runs (see the module docstring)
 MARKING_POLICY: tuple[Rule, ...] = (
     Rule("mark_drawn_crosses", mark_drawn_crosses),
+    Rule("doubt_standout_blanks", doubt_standout_blanks),
     Rule("doubt_dirty_boxes", doubt_dirty_boxes, Flag.DIRTY),
     Rule("clear_faint_beside_fill", clear_faint_beside_fill),
     Rule("doubt_misplaced_questions", doubt_misplaced_questions, Flag.MISPLACED),

@@ -19,6 +19,7 @@ from omr.policy import (
     doubt_lines_beside_fills,
     doubt_misplaced_questions,
     doubt_multiples_on_dirty_cards,
+    doubt_standout_blanks,
     mark_drawn_crosses,
 )
 from tests.omr.test_marks import features
@@ -52,12 +53,13 @@ def read(rule, rows, **kw):
     """The responses after classifying ``rows`` and applying ``rule``, and what it flagged."""
     ev = evidence(rows, **kw)
     states, flagged = rule(classify_boxes(ev.features, ev.thresholds), ev)
-    return read_responses(ev.per_question(states), "ABC"[: ev.n_options]), flagged
+    return read_responses(ev.per_question(states), "ABCDE"[: ev.n_options]), flagged
 
 
 def test_the_policy_runs_its_rules_in_the_documented_order():
     assert [r.name for r in MARKING_POLICY] == [
         "mark_drawn_crosses",
+        "doubt_standout_blanks",
         "doubt_dirty_boxes",
         "clear_faint_beside_fill",
         "doubt_misplaced_questions",
@@ -67,6 +69,7 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         "doubt_lines_beside_fills",
     ]
     assert [r.flag for r in MARKING_POLICY] == [
+        None,
         None,
         Flag.DIRTY,
         None,
@@ -123,6 +126,35 @@ def test_faint_texture_beside_a_solid_fill_is_blank_unless_dirty_or_darker():
     # the share is the policy's number: at 0.7 of the fill's peak that box is cleared too
     looser = replace(T, faint_peak_share=0.7)
     assert read(clear_faint_beside_fill, [[dark_fill, light_cross, BLANK_BOX]], thresholds=looser)[0] == "A"
+
+
+def test_a_washed_out_mark_standing_out_of_a_clean_row_is_doubted_not_blank():
+    """Measured on Augraphy's faded scans: a fill at fill 0.26, peak 0.43, a tick at
+    peak 0.49, the paper beside them at 0.02-0.05 -- all read blank by the levels."""
+    washed_fill = features(fill=0.26, core=0.27, stroke=0.09, peak=0.43)[0]
+    washed_tick = features(fill=0.08, ink=0.04, stroke=0.12, peak=0.49)[0]
+    paper = features(fill=0.005, peak=0.03)[0]
+    dirty_paper = features(fill=0.1, stroke=0.1, peak=0.35)[0]
+    rows = [
+        [washed_fill, paper, paper],
+        [paper, washed_tick, paper],
+        [washed_fill, dirty_paper, dirty_paper],  # on a dirty row nothing stands out
+        [features(fill=0.1, peak=0.38)[0], paper, paper],  # under the level: paper texture
+    ]
+    assert read(lambda s, ev: (s, None), rows)[0] == "----"  # as the levels alone read them
+    assert read(doubt_standout_blanks, rows) == ("??--", None)
+    # beside a solid fill it is '?' too, and the residue rule after it clears it
+    beside_fill = [[SOLID, washed_fill, paper, paper, paper]]
+    assert read(doubt_standout_blanks, beside_fill)[0] == "?"
+    ev = evidence(beside_fill)
+    outcome = apply_policy(classify_boxes(ev.features, ev.thresholds), ev)
+    assert read_responses(ev.per_question(outcome.states), "ABCDE") == "A"
+    from calibration import bitonal_thresholds
+
+    bitonal = evidence([[features(fill=0.02, ink=0.02, peak=1.0)[0], paper, paper]], thresholds=bitonal_thresholds())
+    states = classify_boxes(bitonal.features, bitonal.thresholds)
+    assert states[0] == BLANK  # a few black samples: a 1-bit box's darkest tenth is black
+    assert (doubt_standout_blanks(states, bitonal)[0] == states).all()  # off on 1-bit
 
 
 def test_a_question_off_its_printed_outlines_is_doubted_whatever_its_boxes_say():
