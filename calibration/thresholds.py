@@ -66,7 +66,7 @@ class MarkThresholds:
         plausible, a streak marks nearly all of them
     min_question_outline_ratio : a question whose printed outlines are fainter than
         this share of the card's median is misplaced (measured: aligned >= 0.9,
-        2.5 mm off <= 0.25)
+        2.5 mm off <= 0.25); ``min_box_outline_ratio`` the same for any one of its boxes
     solid_fill_margin : a marked box this far above ``fill_mark`` is solidly filled,
         not crossed (synthetic cards at the default levels: fills' 1st percentile
         0.48, crosses' 99th 0.41)
@@ -74,7 +74,8 @@ class MarkThresholds:
         is under this share of the fill's darkest tenth
     standout_peak, standout_ratio : a box read blank whose darkest tenth reaches
         ``standout_peak`` and ``standout_ratio`` times its question's median is '?'
-        (`omr.policy.doubt_standout_blanks`: a mark the scan washed out)
+        (`omr.policy.doubt_standout_blanks`: a mark the scan washed out; 0.3 put
+        residue and faint strokes on grey scans over the 0.5 % `?` budget)
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
     The mark levels are learned per card or per batch (`calibration.learn`); the
@@ -102,9 +103,10 @@ class MarkThresholds:
     dirty_card_questions: int = 2
     streak_column_share: float = 0.5
     min_question_outline_ratio: float = 0.4
+    min_box_outline_ratio: float = 0.06
     solid_fill_margin: float = 0.07
     faint_peak_share: float = 0.5
-    standout_peak: float = 0.4
+    standout_peak: float = 0.35
     standout_ratio: float = 3.0
     source: str = "default"
 
@@ -134,6 +136,7 @@ def bitonal_thresholds() -> MarkThresholds:
         cross_mark=0.16,
         drawn_cross_mark=0.6,
         standout_peak=2.0,  # a 1-bit box's darkest tenth is black or white: no such evidence
+        min_box_outline_ratio=0.0,  # thresholding breaks thin outlines box by box
         source="bitonal",
     )
 

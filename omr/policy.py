@@ -137,9 +137,10 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     ``standout_ratio`` times the median peak of the other boxes of its question.  The blank levels
     let a light box through when it has no clearly dark samples or no lines (a faint
     stroke, a residue); a scan that washes out ink (a tone curve, low toner, a
-    simulator's faded copy) leaves a real fill or tick just there, at 0.4-0.5 of peak
-    while the paper beside it is at 0.02-0.05 (Augraphy scanner sets: 8 of 31 wrong
-    reads not '?').  Only against a clean row: on a dirty card every box is that dark
+    simulator's faded copy) leaves a real fill or tick just there, at 0.35-0.5 of peak
+    while the paper beside it is at 0.02-0.05 (the three saved Augraphy scanner sets:
+    wrong reads not '?' 31 -> 23 at 0.4, 2 fewer at 0.35; `bench/accuracy.py`: '?' on
+    grey scans 0.405 -> 0.429 % at 0.35, 0.55 % at 0.3).  Only against a clean row: on a dirty card every box is that dark
     and nothing stands out.  Before `clear_faint_beside_fill`, which may still clear
     such a box beside a solid fill (an erasure residue, spec §2: blank).
     """
@@ -208,12 +209,26 @@ def doubt_misplaced_questions(
     put it is AMBIGUOUS.
 
     Evidence: the question's mean outline darkness against the card's median
-    (``min_question_outline_ratio``).  A fold or a crease moved that row: whatever
-    its boxes say, a person must look.  Flags those questions (``misplaced:``).
-    After `clear_faint_beside_fill`, so that nothing on a misplaced row is cleared.
+    (``min_question_outline_ratio``), and each of its boxes' (``min_box_outline_ratio``):
+    a fold or a crease moved that row, or a part of it (Augraphy's folds shear the
+    last two columns half a row down: the other three boxes keep the mean up, the
+    moved ones have no outline at all).  Whatever its boxes say, a person must look.
+    Flags those questions (``misplaced:``).  After `clear_faint_beside_fill`, so that
+    nothing on a misplaced row is cleared.
     """
-    outline = evidence.per_question(evidence.outline).mean(axis=1)
-    misplaced = outline < evidence.thresholds.min_question_outline_ratio * max(median(outline), 1e-6)
+    t = evidence.thresholds
+    boxes = evidence.per_question(evidence.outline)
+    outline = boxes.mean(axis=1)
+    card_level = max(median(outline), 1e-6)
+    # a box and the one above or below it, both without outline: a moved region, not
+    # a box whose outline a dithered or noisy scan happened to break
+    pairs = (boxes[1:] + boxes[:-1]) / 2  # (Q-1, C): each box with the next question's
+    pair_min = np.full(boxes.shape, np.inf, dtype=np.float64)
+    pair_min[:-1] = pairs
+    pair_min[1:] = np.minimum(pair_min[1:], pairs)
+    misplaced = (outline < t.min_question_outline_ratio * card_level) | (
+        pair_min.min(axis=1) < t.min_box_outline_ratio * card_level
+    )
     answers = evidence.per_question(states)
     return _with_answers(states, evidence, np.where(misplaced[:, None], np.int8(AMBIGUOUS), answers)), misplaced
 

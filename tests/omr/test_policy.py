@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from calibration import MarkThresholds
+from calibration import MarkThresholds, bitonal_thresholds
 from omr.flags import Flag
 from omr.marks import AMBIGUOUS, BLANK, MARKED, classify_boxes, read_responses
 from omr.policy import (
@@ -139,7 +139,7 @@ def test_a_washed_out_mark_standing_out_of_a_clean_row_is_doubted_not_blank():
         [washed_fill, paper, paper],
         [paper, washed_tick, paper],
         [washed_fill, dirty_paper, dirty_paper],  # on a dirty row nothing stands out
-        [features(fill=0.1, peak=0.38)[0], paper, paper],  # under the level: paper texture
+        [features(fill=0.1, peak=0.32)[0], paper, paper],  # under the level: paper texture
     ]
     assert read(lambda s, ev: (s, None), rows)[0] == "----"  # as the levels alone read them
     assert read(doubt_standout_blanks, rows) == ("??--", None)
@@ -166,6 +166,19 @@ def test_a_question_off_its_printed_outlines_is_doubted_whatever_its_boxes_say()
     responses, flagged = read(doubt_misplaced_questions, rows, outline=outline)
     assert responses == "A?AAAA?"
     assert flagged.tolist() == [False, True, False, False, False, False, True]
+
+
+def test_part_of_a_row_moved_off_its_outlines_is_doubted_when_its_neighbour_moved_too():
+    """A fold shears the last columns half a row down: three boxes keep the row's mean
+    outline up, the moved ones have none, nor have the boxes above or below them."""
+    rows = [[BLANK_BOX, BLANK_BOX, FILL]] * 6
+    outline = np.ones((6, 3))
+    outline[1:3, 2] = [0.04, 0.05]  # two rows' last box moved: under 0.06 of the median
+    outline[4, 2] = 0.0  # one broken outline alone (dithering): its neighbours are fine
+    responses, flagged = read(doubt_misplaced_questions, rows, outline=outline)
+    assert responses == "C??CCC"
+    assert flagged.tolist() == [False, True, True, False, False, False]
+    assert read(doubt_misplaced_questions, rows, outline=outline, thresholds=bitonal_thresholds())[0] == "CCCCCC"  # off on 1-bit
 
 
 @pytest.mark.parametrize(("multiples", "implausible"), [(9, False), (10, True)])
