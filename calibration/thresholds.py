@@ -76,6 +76,11 @@ class MarkThresholds:
         ``standout_peak`` and ``standout_ratio`` times its question's median is '?'
         (`omr.policy.doubt_standout_blanks`: a mark the scan washed out; 0.3 put
         residue and faint strokes on grey scans over the 0.5 % `?` budget)
+    standout_line_peak, standout_line_spread, standout_faint_ratio : lighter than
+        ``standout_peak``, a blank box is '?' from ``standout_line_peak`` when its dark
+        samples spread ``standout_line_spread`` mm or more and its peak is
+        ``standout_faint_ratio`` times its question's median (Augraphy's washed ticks:
+        peak 0.27-0.30, spread 0.66-0.87 mm, paper beside at 0.03-0.05)
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
     The mark levels are learned per card or per batch (`calibration.learn`); the
@@ -108,6 +113,9 @@ class MarkThresholds:
     faint_peak_share: float = 0.5
     standout_peak: float = 0.35
     standout_ratio: float = 3.0
+    standout_line_peak: float = 0.25
+    standout_line_spread: float = 0.6
+    standout_faint_ratio: float = 5.0
     source: str = "default"
 
 
@@ -136,6 +144,7 @@ def bitonal_thresholds() -> MarkThresholds:
         cross_mark=0.16,
         drawn_cross_mark=0.6,
         standout_peak=2.0,  # a 1-bit box's darkest tenth is black or white: no such evidence
+        standout_line_peak=2.0,
         min_box_outline_ratio=0.0,  # thresholding breaks thin outlines box by box
         source="bitonal",
     )

@@ -134,15 +134,23 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     """A BLANK answer box whose darkest tenth stands far above its question's is AMBIGUOUS.
 
     Evidence: the box's ``peak`` (darkest tenth) against ``standout_peak`` and against
-    ``standout_ratio`` times the median peak of the other boxes of its question.  The blank levels
-    let a light box through when it has no clearly dark samples or no lines (a faint
-    stroke, a residue); a scan that washes out ink (a tone curve, low toner, a
-    simulator's faded copy) leaves a real fill or tick just there, at 0.35-0.5 of peak
-    while the paper beside it is at 0.02-0.05 (the three saved Augraphy scanner sets:
-    wrong reads not '?' 31 -> 23 at 0.4, 2 fewer at 0.35; `bench/accuracy.py`: '?' on
-    grey scans 0.405 -> 0.429 % at 0.35, 0.55 % at 0.3).  Only against a clean row: on a dirty card every box is that dark
-    and nothing stands out.  Before `clear_faint_beside_fill`, which may still clear
-    such a box beside a solid fill (an erasure residue, spec §2: blank).
+    ``standout_ratio`` times the median peak of the other boxes of its question.  The
+    blank levels let a light box through when it has no clearly dark samples or no
+    lines (a faint stroke, a residue); a scan that washes out ink (a tone curve, low
+    toner, a simulator's faded copy) leaves a real fill or tick just there, at
+    0.35-0.5 of peak while the paper beside it is at 0.02-0.05.  Lighter still (from
+    ``standout_line_peak``) it is '?' only against paper ``standout_faint_ratio``
+    times lighter, and when its dark samples spread over the box
+    (``standout_line_spread`` mm: a washed tick or cross; a speck is compact).
+    A washed fill, grey all over, is not told this way from an erasure residue
+    (tried: residue alone 3 -> 43 % '?'), and stays blank.
+    Measured on the three saved Augraphy scanner sets (seeds 11/31/23), wrong reads
+    not '?': 31 -> 23 at peak 0.4, 2 fewer at 0.35, 3 fewer again with the lighter
+    test; `bench/accuracy.py` seeds 21/22, '?' on grey scans: 0.405 -> 0.429 % at
+    0.35 (0.55 % at 0.3), 0.474 / 0.478 % with the lighter test, all of it faint
+    strokes (whose truth allows '?').  Only against a clean row: on a dirty card every box is
+    that dark and nothing stands out.  Before `clear_faint_beside_fill`, which may
+    still clear such a box beside a solid fill (an erasure residue, spec §2: blank).
     """
     t = evidence.thresholds
     answers = evidence.per_question(states)
@@ -150,7 +158,16 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     n = peak.shape[1]
     others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
     others_level = np.median(peak[:, others], axis=2)  # (Q, C): the rest of the question, without the box
-    standout = (answers == BLANK) & (peak >= t.standout_peak) & (peak >= t.standout_ratio * others_level)
+    spread = evidence.per_question(evidence.features)[..., Feature.SPREAD]
+    dark = peak >= t.standout_peak
+    # lighter still when its dark samples spread over the box (a washed tick or
+    # cross), against paper clean enough that this is no dirt
+    washed_line = (
+        (peak >= t.standout_line_peak)
+        & (spread >= t.standout_line_spread)
+        & (peak >= t.standout_faint_ratio * others_level)
+    )
+    standout = (answers == BLANK) & (peak >= t.standout_ratio * others_level) & (dark | washed_line)
     return _with_answers(states, evidence, np.where(standout, np.int8(AMBIGUOUS), answers)), None
 
 
@@ -284,7 +301,8 @@ def doubt_column_streaks(
     states: NDArray[np.int8], evidence: MarkEvidence
 ) -> tuple[NDArray[np.int8], Flagged]:
     """Boxes marked by lines alone in a page column where such marks stand in
-    ``streak_column_share`` of its boxes or more are AMBIGUOUS.
+    ``streak_column_share`` of its boxes or more, or in a question all of whose boxes
+    they touch, are AMBIGUOUS.
 
     Evidence: the page column of each answer box (`MarkEvidence.columns`: one option
     down a block of questions) and which boxes are not blank by their lines alone
@@ -294,23 +312,26 @@ def doubt_column_streaks(
     Augraphy's scanner set, seed 31: one card read '*' or a letter on 17 questions
     from a line through every B box, 0.1 fill, spread 0.5-0.6 mm).  A candidate
     crossing the same letter on half the questions of a block is not plausible; as
-    '?' a person decides, fills stay marks.  Flags the questions it doubted
-    (``streak:``).  Before `doubt_lines_beside_fills`, which would turn only some of
+    '?' a person decides, fills stay marks.  The same across a row: every box of one
+    question touched by lines alone is a line across the page (a low-ink line, a
+    crease; seed 31: a blank row read '*' from lines in all five boxes), not five
+    answers.  Flags the questions it doubted (``streak:``).  Before `doubt_lines_beside_fills`, which would turn only some of
     these rows to '?' and hide how many the streak marked.
     """
-    if evidence.columns is None:
-        return states, None
     t = evidence.thresholds
     answers = evidence.per_question(states)
     features = evidence.per_question(evidence.features)
     light = (features[..., Feature.FILL] < t.fill_mark) & (features[..., Feature.INK] < t.ink_mark)
     lines_only = (answers == MARKED) & light
     touched = (answers != BLANK) & light  # a streak leaves some boxes only doubtful
-    columns = evidence.columns.ravel()
-    per_column = np.bincount(columns, weights=touched.ravel().astype(np.float64))
-    boxes = np.bincount(columns)
-    streak_columns = per_column >= t.streak_column_share * np.maximum(boxes, 1)
-    doubted = lines_only & streak_columns[evidence.columns]
+    streak = np.broadcast_to(touched.all(axis=1, keepdims=True), touched.shape)  # across a whole row
+    if evidence.columns is not None:
+        columns = evidence.columns.ravel()
+        per_column = np.bincount(columns, weights=touched.ravel().astype(np.float64))
+        boxes = np.bincount(columns)
+        streak_columns = per_column >= t.streak_column_share * np.maximum(boxes, 1)
+        streak = streak | streak_columns[evidence.columns]
+    doubted = lines_only & streak
     if not doubted.any():
         return states, None
     return _with_answers(states, evidence, np.where(doubted, np.int8(AMBIGUOUS), answers)), doubted.any(axis=1)

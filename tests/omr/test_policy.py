@@ -139,10 +139,25 @@ def test_a_washed_out_mark_standing_out_of_a_clean_row_is_doubted_not_blank():
         [washed_fill, paper, paper],
         [paper, washed_tick, paper],
         [washed_fill, dirty_paper, dirty_paper],  # on a dirty row nothing stands out
-        [features(fill=0.1, peak=0.32)[0], paper, paper],  # under the level: paper texture
+        [features(fill=0.1, peak=0.22)[0], paper, paper],  # under the levels: paper texture
     ]
     assert read(lambda s, ev: (s, None), rows)[0] == "----"  # as the levels alone read them
     assert read(doubt_standout_blanks, rows) == ("??--", None)
+    # lighter still (Augraphy's seed-23 set: washed ticks at peak 0.27-0.30): '?' only
+    # when spread over the box, against paper five times lighter; a washed fill, grey
+    # all over, looks like an erasure residue and stays blank
+    faint_tick = features(fill=0.06, stroke=0.13, peak=0.28, spread=0.8)[0]
+    faint_speck = features(fill=0.06, stroke=0.13, peak=0.28, spread=0.3)[0]
+    grey_fill = features(fill=0.26, core=0.26, peak=0.31, spread=0.0)[0]
+    paper_beside = features(fill=0.02, peak=0.08)[0]  # 3.5 times lighter only
+    lighter = [
+        [faint_tick, paper, paper],
+        [paper, grey_fill, paper],
+        [faint_speck, paper, paper],
+        [faint_tick, paper_beside, paper_beside],
+    ]
+    assert read(lambda s, ev: (s, None), lighter)[0] == "----"
+    assert read(doubt_standout_blanks, lighter) == ("?---", None)
     # beside a solid fill it is '?' too, and the residue rule after it clears it
     beside_fill = [[SOLID, washed_fill, paper, paper, paper]]
     assert read(doubt_standout_blanks, beside_fill)[0] == "?"
@@ -279,6 +294,15 @@ def test_a_streak_leaves_fills_marked_and_needs_to_know_the_columns():
     states, _ = doubt_column_streaks(classify_boxes(ev.features, ev.thresholds), ev)
     assert (ev.per_question(states)[:, [0, 2]].max(axis=1) == MARKED).all()
     assert read(doubt_column_streaks, rows)[0] == "*" * 10  # no columns known: nothing done
+
+
+def test_lines_across_every_box_of_a_row_are_a_streak_not_five_answers():
+    """Measured on Augraphy's seed-31 set: a blank row read '*' from a light line
+    through all its boxes (fill 0.07-0.1, strokes 0.15-0.23 spread over each box)."""
+    rows = [[LINES, LINES, LINES], [LINES, LINES, BLANK_BOX], [LINES, LINES, FILL], [FILL, BLANK_BOX, BLANK_BOX]]
+    responses, flagged = read(doubt_column_streaks, rows)  # no columns needed
+    assert responses == "?**A"  # two crossed boxes stay a double mark; a fill is not a line
+    assert flagged.tolist() == [True, False, False, False]
 
 
 def test_a_doubtful_box_with_a_drawn_cross_is_marked_and_later_rules_still_doubt_it():
