@@ -148,17 +148,18 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     not '?': 31 -> 23 at peak 0.4, 2 fewer at 0.35, 3 fewer again with the lighter
     test; `bench/accuracy.py` seeds 21/22, '?' on grey scans: 0.405 -> 0.429 % at
     0.35 (0.55 % at 0.3), 0.474 / 0.478 % with the lighter test, all of it faint
-    strokes (whose truth allows '?').  Only against a clean row: on a dirty card every box is
-    that dark and nothing stands out.  Before `clear_faint_beside_fill`, which may
-    still clear such a box beside a solid fill (an erasure residue, spec §2: blank).
+    strokes (whose truth allows '?').  Only against a clean row: on a dirty card
+    every box is that dark and nothing stands out.  Before `clear_faint_beside_fill`,
+    which may still clear such a box beside a solid fill (an erasure residue, spec §2:
+    blank).
     """
     t = evidence.thresholds
     answers = evidence.per_question(states)
-    peak = evidence.per_question(evidence.features)[..., Feature.PEAK]
+    features = evidence.per_question(evidence.features)
+    peak, spread = features[..., Feature.PEAK], features[..., Feature.SPREAD]
     n = peak.shape[1]
     others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
     others_level = np.median(peak[:, others], axis=2)  # (Q, C): the rest of the question, without the box
-    spread = evidence.per_question(evidence.features)[..., Feature.SPREAD]
     dark = peak >= t.standout_peak
     # lighter still when its dark samples spread over the box (a washed tick or
     # cross), against paper clean enough that this is no dirt
@@ -315,8 +316,9 @@ def doubt_column_streaks(
     '?' a person decides, fills stay marks.  The same across a row: every box of one
     question touched by lines alone is a line across the page (a low-ink line, a
     crease; seed 31: a blank row read '*' from lines in all five boxes), not five
-    answers.  Flags the questions it doubted (``streak:``).  Before `doubt_lines_beside_fills`, which would turn only some of
-    these rows to '?' and hide how many the streak marked.
+    answers.  Flags the questions it doubted (``streak:``).  Before
+    `doubt_lines_beside_fills`, which would turn only some of these rows to '?' and
+    hide how many the streak marked.
     """
     t = evidence.thresholds
     answers = evidence.per_question(states)

@@ -164,8 +164,6 @@ def test_a_washed_out_mark_standing_out_of_a_clean_row_is_doubted_not_blank():
     ev = evidence(beside_fill)
     outcome = apply_policy(classify_boxes(ev.features, ev.thresholds), ev)
     assert read_responses(ev.per_question(outcome.states), "ABCDE") == "A"
-    from calibration import bitonal_thresholds
-
     bitonal = evidence([[features(fill=0.02, ink=0.02, peak=1.0)[0], paper, paper]], thresholds=bitonal_thresholds())
     states = classify_boxes(bitonal.features, bitonal.thresholds)
     assert states[0] == BLANK  # a few black samples: a 1-bit box's darkest tenth is black
@@ -293,7 +291,7 @@ def test_a_streak_leaves_fills_marked_and_needs_to_know_the_columns():
     ev = evidence(rows, columns=columns)
     states, _ = doubt_column_streaks(classify_boxes(ev.features, ev.thresholds), ev)
     assert (ev.per_question(states)[:, [0, 2]].max(axis=1) == MARKED).all()
-    assert read(doubt_column_streaks, rows)[0] == "*" * 10  # no columns known: nothing done
+    assert read(doubt_column_streaks, rows)[0] == "*" * 10  # no columns known: no column streak
 
 
 def test_lines_across_every_box_of_a_row_are_a_streak_not_five_answers():
@@ -308,8 +306,6 @@ def test_lines_across_every_box_of_a_row_are_a_streak_not_five_answers():
 def test_a_doubtful_box_with_a_drawn_cross_is_marked_and_later_rules_still_doubt_it():
     """1-bit levels: a thick cross and a residue look alike by their features ('?');
     the strokes measured on the page tell them apart.  Dirt around the box still wins."""
-    from calibration import bitonal_thresholds
-
     thick = features(fill=0.4, ink=0.4, stroke=0.45, peak=1.0, cross=-0.5)[0]
     rows = [[thick, BLANK_BOX, BLANK_BOX]] * 4
     drawn = np.full((4, 3), np.nan)
