@@ -81,6 +81,16 @@ class MarkThresholds:
         samples spread ``standout_line_spread`` mm or more and its peak is
         ``standout_faint_ratio`` times its question's median (Augraphy's washed ticks:
         peak 0.27-0.30, spread 0.66-0.87 mm, paper beside at 0.03-0.05)
+    doubtful_card_share, weak_mark_peak_share, weak_mark_fill_share, doubtful_standout_peak :
+        on a card whose questions are '?' in ``doubtful_card_share`` of them or more,
+        a mark whose darkest tenth is under ``weak_mark_peak_share`` of the card's
+        marks' median, or whose fill is under ``weak_mark_fill_share`` of its filled
+        boxes' median, is '?', and so is '*' and a blank box whose darkest tenth
+        reaches ``doubtful_standout_peak`` and ``standout_ratio`` times its question's
+        (`omr.policy.doubt_weak_marks_on_doubtful_cards`)
+    doubtful_block_share : an answer block flagged ``registration_doubtful`` with '?'
+        on this share of its questions or more is '?' whole
+        (`omr.policy.doubt_unregistered_blocks`)
     source : where the levels come from (``default``, ``card``, ``batch:<n> cards``)
 
     The mark levels are learned per card or per batch (`calibration.learn`); the
@@ -116,6 +126,11 @@ class MarkThresholds:
     standout_line_peak: float = 0.25
     standout_line_spread: float = 0.6
     standout_faint_ratio: float = 5.0
+    doubtful_card_share: float = 0.1
+    weak_mark_peak_share: float = 0.7
+    weak_mark_fill_share: float = 0.5
+    doubtful_standout_peak: float = 0.3
+    doubtful_block_share: float = 0.5
     source: str = "default"
 
 
@@ -145,6 +160,7 @@ def bitonal_thresholds() -> MarkThresholds:
         drawn_cross_mark=0.6,
         standout_peak=2.0,  # a 1-bit box's darkest tenth is black or white: no such evidence
         standout_line_peak=2.0,
+        doubtful_card_share=2.0,  # its darkest tenths are all black: no "weaker than the card's marks"
         min_box_outline_ratio=0.0,  # thresholding breaks thin outlines box by box
         source="bitonal",
     )

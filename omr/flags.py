@@ -43,6 +43,7 @@ class Flag(StrEnum):
     DIRTY_MULTIPLES = "dirty_multiples"
     MISPLACED = "misplaced"
     STREAK = "streak"
+    DOUBTFUL_CARD = "doubtful_card"
     # registration (omr.reader.measure_card)
     MARKER_MISSING = "marker_missing"
     REGISTRATION_DOUBTFUL = "registration_doubtful"

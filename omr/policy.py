@@ -24,6 +24,10 @@ does):
 8. `doubt_column_streaks`      -- lines alone down much of one column are a streak: '?'
    (``streak:``)
 9. `doubt_lines_beside_fills`  -- lines alone beside a fill are '?', not a second answer
+10. `doubt_weak_marks_on_doubtful_cards` -- on a card '?' on a tenth of its questions,
+    marks weaker than the card's own, '*' and standout blanks are '?' too
+    (``doubtful_card``)
+11. `doubt_unregistered_blocks` -- a block off its outlines and mostly '?' is '?' whole
 
 Every rule is pure and vectorised over the card's boxes; every number it decides by
 is a field of `calibration.MarkThresholds`.
@@ -57,6 +61,8 @@ __all__ = [
     "doubt_misplaced_questions",
     "doubt_multiples_on_dirty_cards",
     "doubt_standout_blanks",
+    "doubt_unregistered_blocks",
+    "doubt_weak_marks_on_doubtful_cards",
     "mark_drawn_crosses",
 ]
 
@@ -78,6 +84,11 @@ class MarkEvidence:
     drawn_crosses : (N_boxes,) float32, the cross drawn in each box measured on the
         page's pixels (`omr.strokes.diagonal_strokes`), NaN where not measured; None
         when no box was (grey scans: their darkness reads crosses)
+    blocks : (Q,) int, the answer block (a part of the card registered as one) of
+        each question, or None when not known
+    unregistered : (N_boxes,) bool, boxes of the parts whose outlines are not where
+        even the local registration puts them (``registration_doubtful``), or None
+        when there are none
     """
 
     features: NDArray[np.float32]
@@ -88,6 +99,8 @@ class MarkEvidence:
     n_options: int
     columns: NDArray[np.int64] | None = None
     drawn_crosses: NDArray[np.float32] | None = None
+    blocks: NDArray[np.int64] | None = None
+    unregistered: NDArray[np.bool_] | None = None
 
     def per_question(self, values: NDArray) -> NDArray:
         """(Q, C, ...) view of a per-box array's answer part."""
@@ -97,6 +110,19 @@ class MarkEvidence:
     def dirty(self) -> NDArray[np.bool_]:
         """(N_boxes,) boxes standing in dirt."""
         return self.surround >= self.thresholds.max_surround_darkness
+
+
+def _doubtful_questions(answers: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """(Q,) which questions the (Q, C) states read '?' (`omr.marks.read_responses`)."""
+    marked = (answers == MARKED).sum(axis=1)
+    return ((answers == AMBIGUOUS).sum(axis=1) > 0) & (marked <= 1)
+
+
+def _others_level(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(Q, C) median of each box's value over the other boxes of its question."""
+    n = values.shape[1]
+    others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
+    return np.median(values[:, others], axis=2)
 
 
 def _with_answers(states: NDArray[np.int8], evidence: MarkEvidence, answers: NDArray[np.int8]) -> NDArray[np.int8]:
@@ -157,9 +183,7 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     answers = evidence.per_question(states)
     features = evidence.per_question(evidence.features)
     peak, spread = features[..., Feature.PEAK], features[..., Feature.SPREAD]
-    n = peak.shape[1]
-    others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
-    others_level = np.median(peak[:, others], axis=2)  # (Q, C): the rest of the question, without the box
+    others_level = _others_level(peak)  # (Q, C): the rest of the question, without the box
     dark = peak >= t.standout_peak
     # lighter still when its dark samples spread over the box (a washed tick or
     # cross), against paper clean enough that this is no dirt
@@ -367,6 +391,81 @@ def doubt_multiples_on_dirty_cards(
     return _with_answers(states, evidence, np.where(multiple & (answers == MARKED), np.int8(AMBIGUOUS), answers)), True
 
 
+def doubt_weak_marks_on_doubtful_cards(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """On a card '?' on ``doubtful_card_share`` of its questions or more (a tenth), the
+    marks weaker than the card's own, every '*' and a blank box standing out of its
+    question are AMBIGUOUS.
+
+    Evidence: the share of questions the rules before it left '?', and against the
+    card's own marks: a marked box's darkest tenth (``peak``) under
+    ``weak_mark_peak_share`` of the median over the card's marked boxes, or its fill
+    under ``weak_mark_fill_share`` of the median over its filled ones; the rows with
+    two marked boxes; a blank box whose ``peak`` reaches ``doubtful_standout_peak``
+    and ``standout_ratio`` times its question's median (`doubt_standout_blanks`
+    from a lighter level, without its tests of spread and paper).  A scan that leaves
+    a tenth of the card to a person is damaged all over (dithered, washed out,
+    streaked, stained); the same damage then makes what the box levels pass as a mark
+    or a blank: a dithered erasure residue as spread and as dark as a pencil tick, a
+    speckled letter as a second mark beside a cross, a fill washed to an even grey
+    just under the blank level (measured on the three saved Augraphy scanner sets,
+    seeds 11/31/23: 8 of their 9 wrong reads not shown as '?', each on such a card,
+    for 170 '?' more on 35,400 questions).  Such a card goes to review anyway, and
+    a person looks at it whole (``doubtful_card``); a '?' more costs a glance, a
+    wrong read left there costs a candidate's result.  Grey scans whose damage the
+    box levels handle stay under the share (synthetic cards, `bench/accuracy.py`
+    seeds 21/22: no card of 600 reaches it on a grey scan); 1-bit scans, whose darkest
+    tenths are all black, are left out (``doubtful_card_share`` 2 in their levels).
+    After every other rule: it counts the '?' they decided.
+    """
+    t = evidence.thresholds
+    answers = evidence.per_question(states)
+    if _doubtful_questions(answers).mean() < t.doubtful_card_share:
+        return states, False
+    features = evidence.per_question(evidence.features)
+    peak, fill = features[..., Feature.PEAK], features[..., Feature.FILL]
+    marked = answers == MARKED
+    filled = marked & (fill >= t.fill_mark)
+    card_peak = median(peak[marked]) if marked.any() else 0.0
+    card_fill = median(fill[filled]) if filled.any() else 0.0
+    weak = marked & ((peak < t.weak_mark_peak_share * card_peak) | (fill < t.weak_mark_fill_share * card_fill))
+    multiple = marked & (marked.sum(axis=1, keepdims=True) >= 2)
+    standout = (
+        (answers == BLANK) & (peak >= t.doubtful_standout_peak) & (peak >= t.standout_ratio * _others_level(peak))
+    )
+    doubted = weak | multiple | standout
+    return _with_answers(states, evidence, np.where(doubted, np.int8(AMBIGUOUS), answers)), True
+
+
+def doubt_unregistered_blocks(
+    states: NDArray[np.int8], evidence: MarkEvidence
+) -> tuple[NDArray[np.int8], Flagged]:
+    """Every box of an answer block off its printed outlines, and '?' on
+    ``doubtful_block_share`` of its questions or more, is AMBIGUOUS.
+
+    Evidence: `MarkEvidence.unregistered` (the block's outlines are not where even
+    its local registration puts them: ``registration_doubtful:answers<k>``) and the
+    share of its questions already '?'.  A fold or a curl that moved most of a block
+    off the sampling grid moved the rest too: the rows that still read a letter or a
+    blank read it from beside the boxes (measured on Augraphy's scanner set, seed
+    11: a folded block '?' on 97 of 120 questions read a filled row blank).  A block
+    flagged but read on most of its rows (a faint outline, not a fold) keeps its
+    reads.  The flag the registration raised already says why.  Last: it counts the
+    '?' every rule before it decided.
+    """
+    if evidence.unregistered is None or evidence.blocks is None:
+        return states, None
+    answers = evidence.per_question(states)
+    blocks = evidence.blocks
+    unregistered = evidence.per_question(evidence.unregistered).any(axis=1)
+    share = np.bincount(blocks, weights=_doubtful_questions(answers)) / np.maximum(np.bincount(blocks), 1)
+    whole = unregistered & (share[blocks] >= evidence.thresholds.doubtful_block_share)
+    if not whole.any():
+        return states, None
+    return _with_answers(states, evidence, np.where(whole[:, None], np.int8(AMBIGUOUS), answers)), None
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One named step of the policy, and the flag it raises (None: it raises none)."""
@@ -387,6 +486,8 @@ MARKING_POLICY: tuple[Rule, ...] = (
     Rule("doubt_multiples_on_dirty_cards", doubt_multiples_on_dirty_cards, Flag.DIRTY_MULTIPLES),
     Rule("doubt_column_streaks", doubt_column_streaks, Flag.STREAK),
     Rule("doubt_lines_beside_fills", doubt_lines_beside_fills),
+    Rule("doubt_weak_marks_on_doubtful_cards", doubt_weak_marks_on_doubtful_cards, Flag.DOUBTFUL_CARD),
+    Rule("doubt_unregistered_blocks", doubt_unregistered_blocks),
 )
 
 

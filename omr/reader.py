@@ -139,6 +139,8 @@ def read_card(
         answers=slices["answers"],
         n_options=len(layout.options),
         columns=answer_columns(layout),
+        blocks=answer_blocks(layout),
+        unregistered=measured.unregistered,
         drawn_crosses=measure_drawn_crosses(gray, layout, measured, box_states) if bitonal else None,
     )
     policy = apply_policy(box_states, evidence)
@@ -199,6 +201,9 @@ class CardMeasurement:
         and runs read on their own outlines (``registration_local:<runs>``)
     box_shifts_mm : (N_boxes, 2) layout shift of each box read on its run's own
         outlines, or None when no run was
+    unregistered : (N_boxes,) bool, boxes of the parts flagged ``registration_doubtful``
+        (their outlines are not where even the local registration puts them), or None
+        when no part is
     """
 
     features: NDArray[np.float32]
@@ -207,6 +212,7 @@ class CardMeasurement:
     flags: tuple[str, ...]
     surround: NDArray[np.float32]
     box_shifts_mm: NDArray[np.float64] | None = None
+    unregistered: NDArray[np.bool_] | None = None
 
 
 def measure_drawn_crosses(
@@ -295,11 +301,14 @@ def measure_card(
         )
         outline = samples.outline
         part_levels = _part_levels(outline, members)
+    doubtful_parts = part_levels < MIN_PART_OUTLINE_RATIO * part_levels.max()
     flags = tuple(
-        f"{Flag.REGISTRATION_DOUBTFUL}:{name}"
-        for name, level in zip(names, part_levels, strict=True)
-        if level < MIN_PART_OUTLINE_RATIO * part_levels.max()
+        f"{Flag.REGISTRATION_DOUBTFUL}:{name}" for name, doubtful in zip(names, doubtful_parts, strict=True) if doubtful
     )
+    unregistered = None
+    if doubtful_parts.any():
+        unregistered = np.zeros(outline.shape[0], dtype=bool)
+        unregistered[np.concatenate([index for index, d in zip(members, doubtful_parts, strict=True) if d])] = True
     if moved:  # read on a local registration: right, but a person confirms
         flags = (*flags, f"{Flag.REGISTRATION_LOCAL}:" + ",".join(moved))
     if registration.missing_marker >= 0:  # registered on the other three: a person checks
@@ -311,6 +320,7 @@ def measure_card(
         flags=flags,
         surround=samples.surround,
         box_shifts_mm=box_shifts_mm if moved else None,
+        unregistered=unregistered,
     )
 
 
@@ -354,5 +364,21 @@ def answer_columns(layout: CardLayout) -> NDArray[np.int64]:
     centres = layout.box_centers()[layout.box_slices()["answers"]]
     _, columns = np.unique(np.round(centres[:, 0] * 2.0), return_inverse=True)
     out = columns.reshape(-1, len(layout.options)).astype(np.int64)
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def answer_blocks(layout: CardLayout) -> NDArray[np.int64]:
+    """(Q,) answer block of each question (``answers<k>`` is block k - 1): the runs of
+    ``rows_per_block`` questions printed one under the other, registered as one part.
+
+    >>> from omr.layout import load_layout
+    >>> blocks = answer_blocks(load_layout())
+    >>> blocks.shape, int(blocks[39]), int(blocks[40]), int(blocks.max()) + 1
+    ((200,), 0, 1, 5)
+    """
+    a = layout.answers
+    out = (np.arange(a.questions) // a.rows_per_block).astype(np.int64)
     out.setflags(write=False)
     return out

@@ -89,6 +89,9 @@ WHOLE_CARD_FLAGS = (
     "implausible_multiples",
     "marker_missing",
     "misplaced",
+    "dirty_multiples",
+    "streak",
+    "doubtful_card",
 )
 #: flags that leave the version to a person
 VERSION_FLAGS = (

@@ -20,6 +20,8 @@ from omr.policy import (
     doubt_misplaced_questions,
     doubt_multiples_on_dirty_cards,
     doubt_standout_blanks,
+    doubt_unregistered_blocks,
+    doubt_weak_marks_on_doubtful_cards,
     mark_drawn_crosses,
 )
 from tests.omr.test_marks import features
@@ -33,7 +35,9 @@ TEXTURE = features(fill=0.18, ink=0.0, stroke=0.18, peak=0.42)[0]  # scan textur
 BLANK_BOX = features()[0]
 
 
-def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None, drawn_crosses=None):
+def evidence(
+    rows, *, surround=None, outline=None, thresholds=T, columns=None, drawn_crosses=None, blocks=None, unregistered=None
+):
     """The evidence of a card holding only these (Q, C, F) answer rows."""
     rows = np.asarray(rows, np.float32)
     q, c = rows.shape[:2]
@@ -46,6 +50,8 @@ def evidence(rows, *, surround=None, outline=None, thresholds=T, columns=None, d
         n_options=c,
         columns=None if columns is None else np.asarray(columns, np.int64),
         drawn_crosses=None if drawn_crosses is None else np.asarray(drawn_crosses, np.float32).ravel(),
+        blocks=None if blocks is None else np.asarray(blocks, np.int64),
+        unregistered=None if unregistered is None else np.asarray(unregistered, bool).ravel(),
     )
 
 
@@ -67,6 +73,8 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         "doubt_multiples_on_dirty_cards",
         "doubt_column_streaks",
         "doubt_lines_beside_fills",
+        "doubt_weak_marks_on_doubtful_cards",
+        "doubt_unregistered_blocks",
     ]
     assert [r.flag for r in MARKING_POLICY] == [
         None,
@@ -77,6 +85,8 @@ def test_the_policy_runs_its_rules_in_the_documented_order():
         Flag.IMPLAUSIBLE_MULTIPLES,
         Flag.DIRTY_MULTIPLES,
         Flag.STREAK,
+        None,
+        Flag.DOUBTFUL_CARD,
         None,
     ]
 
@@ -214,7 +224,7 @@ def test_the_count_of_multiples_sees_lines_beside_fills_before_they_are_doubted(
     rows = [[FILL, LINES, BLANK_BOX]] * 20 + [[FILL, BLANK_BOX, BLANK_BOX]] * 80
     ev = evidence(rows)
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
-    assert outcome.flags == ("implausible_multiples",)
+    assert outcome.flags == ("implausible_multiples", "doubtful_card")  # 20 '?' of 100 questions
     by_name = {rule.name: rule for rule in MARKING_POLICY}
     lines_first = (by_name["doubt_lines_beside_fills"], by_name["doubt_implausible_multiples"])
     assert apply_policy(classify_boxes(ev.features, T), ev, lines_first).flags == ()
@@ -227,7 +237,7 @@ def test_faint_boxes_on_a_misplaced_row_are_not_cleared():
     ev = evidence(rows, outline=outline)
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
     assert read_responses(ev.per_question(outcome.states), "ABC") == "?AAA"
-    assert outcome.flags == ("misplaced:1",)
+    assert outcome.flags == ("misplaced:1", "doubtful_card")  # one '?' of four questions
     assert (ev.per_question(outcome.states)[0] == AMBIGUOUS).all()
     assert ev.per_question(outcome.states)[1, 1] == BLANK and ev.per_question(outcome.states)[1, 0] == MARKED
 
@@ -240,7 +250,7 @@ def test_flags_come_out_in_the_vocabulary_order():
     outline[60] = 0.0
     ev = evidence(rows, surround=surround, outline=outline)
     outcome = apply_policy(classify_boxes(ev.features, T), ev)
-    assert outcome.flags == ("dirty:51", "implausible_multiples", "misplaced:61")
+    assert outcome.flags == ("dirty:51", "implausible_multiples", "misplaced:61", "doubtful_card")
     assert MARKED not in ev.per_question(outcome.states)
 
 
@@ -320,3 +330,71 @@ def test_a_doubtful_box_with_a_drawn_cross_is_marked_and_later_rules_still_doubt
     outcome = apply_policy(classify_boxes(ev.features, ev.thresholds), ev)
     assert read_responses(ev.per_question(outcome.states), "ABC") == "?A??"
     assert outcome.flags == ("dirty:1",)
+
+
+#: a question the box levels leave '?' (a blot between the levels)
+DOUBT = [features(fill=0.32, core=0.3)[0], BLANK_BOX, BLANK_BOX]
+
+
+@pytest.mark.parametrize(("doubts", "changed"), [(1, False), (2, True)])
+def test_on_a_card_doubted_on_a_tenth_of_its_questions_weak_marks_multiples_and_standouts_are_doubted(doubts, changed):
+    """Measured on Augraphy's scanner sets: a dithered erasure residue read as a tick
+    (peak 0.58-0.67 among marks at 0.9-1.0), speckle read as a second mark beside a
+    cross, a fill washed to an even grey (peak 0.32) read blank -- on cards '?' on
+    14-55 % of their questions."""
+    paper = features(fill=0.005, peak=0.04)[0]
+    dark_fill = features(fill=0.85, ink=0.9, core=0.85, peak=1.0)[0]
+    pen_cross = features(fill=0.2, ink=0.25, stroke=0.3, peak=0.95)[0]
+    dithered_residue = features(fill=0.29, ink=0.09, stroke=0.5, peak=0.6)[0]  # marked by its lines
+    light_fill = features(fill=0.4, ink=0.37, stroke=0.5, peak=0.8)[0]  # under half the fills' fill
+    washed_fill = features(fill=0.26, core=0.26, peak=0.32, spread=0.0)[0]
+    rows = [
+        [dark_fill, paper, paper],
+        [paper, dark_fill, paper],
+        [paper, paper, dark_fill],
+        [dark_fill, paper, paper],
+        [dithered_residue, paper, paper],
+        [paper, light_fill, paper],
+        [pen_cross, paper, dark_fill],  # '*': two marks on such a card are doubted too
+        [paper, washed_fill, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+        [paper, paper, paper],
+    ] + [DOUBT] * doubts  # 2 of 20 questions '?': a tenth
+    as_read = "ABCAAB*-" + "-" * 10 + "?" * doubts
+    assert read(lambda s, ev: (s, None), rows)[0] == as_read
+    responses, flagged = read(doubt_weak_marks_on_doubtful_cards, rows)
+    assert flagged is changed
+    assert responses == ("ABCA????" + "-" * 10 + "?" * doubts if changed else as_read)
+    # 1-bit levels switch it off: a 1-bit box's darkest tenth is black or white
+    ev = evidence(rows + [DOUBT] * 4, thresholds=bitonal_thresholds())
+    states = classify_boxes(ev.features, ev.thresholds)
+    doubted, flagged = doubt_weak_marks_on_doubtful_cards(states, ev)
+    assert flagged is False
+    assert (doubted == states).all()
+
+
+def test_a_block_off_its_outlines_and_mostly_doubted_is_doubted_whole():
+    """Measured on Augraphy's scanner set, seed 11: a folded block '?' on 97 of its
+    120 questions read a filled row blank (its samples beside the boxes)."""
+    rows = [[FILL, BLANK_BOX, BLANK_BOX], DOUBT, DOUBT, [BLANK_BOX] * 3] * 2  # two blocks of 4
+    blocks = [0, 0, 0, 0, 1, 1, 1, 1]
+    as_read = "A??-" * 2
+    assert read(lambda s, ev: (s, None), rows)[0] == as_read
+    # only the block the registration doubts, and only once half of it is '?'
+    off_first = np.repeat([True, False], 12)
+    assert read(doubt_unregistered_blocks, rows, blocks=blocks, unregistered=off_first) == ("????A??-", None)
+    half_doubted = [[FILL, BLANK_BOX, BLANK_BOX], DOUBT, DOUBT, [BLANK_BOX] * 3]
+    assert read(doubt_unregistered_blocks, half_doubted, blocks=[0] * 4, unregistered=np.ones(12, bool))[0] == "????"
+    one_doubted = [[FILL, BLANK_BOX, BLANK_BOX], DOUBT, [BLANK_BOX] * 3, [BLANK_BOX] * 3]
+    assert read(doubt_unregistered_blocks, one_doubted[:1] + [[BLANK_BOX] * 3] + one_doubted[1:],
+                blocks=[0] * 5, unregistered=np.ones(15, bool))[0] == "A-?--"
+    # nothing to go by: no block known doubtful
+    assert read(doubt_unregistered_blocks, rows, blocks=blocks)[0] == as_read
