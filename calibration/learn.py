@@ -97,6 +97,9 @@ _REL_PEAK_BLANK, _REL_PEAK_MARK = 0.4, 0.6
 #: stroke share under which a box of a light-handed card may be blank (measured: blank
 #: boxes stay under 0.03, light ticks reach 0.14)
 _LIGHT_STROKE_BLANK = 0.08
+#: a blank box standing out of its question from this share of the card's typical mark
+#: peak is '?' (`omr.policy.doubt_standout_blanks`; the default 0.35 against marks at ~1)
+_REL_STANDOUT_PEAK = 0.3
 
 
 def adapt_to_light_marks(
@@ -105,7 +108,7 @@ def adapt_to_light_marks(
     """Lower the fill levels for a card whose marks came out lighter than the levels expect.
 
     The default levels assume a pencil fill scans at >= ~0.4 darkness (of the marker
-    ink).  A scanner with another tone curve (gamma), a faded copy or a hard pencil can
+    ink), and the marking policy's standout level (``standout_peak``) marks at ~1.  A scanner with another tone curve (gamma), a faded copy or a hard pencil can
     bring every fill of a card down to 0.2-0.3, where the default levels call them
     blank: a silent error.  Each question of a card is its own control: its darkest
     box is usually the mark, the others are blank.  The typical darkest box over the
@@ -173,6 +176,14 @@ def adapt_to_light_marks(
     # a tick or a cross drawn with this light hand is as faint as a stray touch on a
     # normal card: lines that are there at all keep the box out of "blank"
     changes["stroke_blank"] = min(thresholds.stroke_blank, _LIGHT_STROKE_BLANK)
+    # one mark the scan washed out further than this hand's others (a light tick at
+    # peak 0.17-0.25 among marks at 0.42-0.48, paper at 0.02-0.04: read blank on an ok
+    # card of Augraphy's seed-61 set) still stands out of its question: from 0.3 of
+    # this hand's mark peak (a normal card's 0.35 is of marks at ~1), never into the
+    # blank boxes' noise; the blank levels alone cannot tell it from paper here
+    card_peak = float(np.median(top_peak[answered]))
+    standout_peak = max(_REL_STANDOUT_PEAK * card_peak, peak_floor + 0.05)
+    changes["standout_peak"] = min(standout_peak, thresholds.standout_peak)
     return replace(
         thresholds,
         **{k: round(float(v), 4) for k, v in changes.items()},

@@ -81,6 +81,10 @@ class MarkThresholds:
         samples spread ``standout_line_spread`` mm or more and its peak is
         ``standout_faint_ratio`` times its question's median (Augraphy's washed ticks:
         peak 0.27-0.30, spread 0.66-0.87 mm, paper beside at 0.03-0.05)
+    standout_clipped_peak, standout_clipped_ratio : lighter again, a blank box is '?'
+        from ``standout_clipped_peak`` beside paper ``standout_clipped_ratio`` times
+        lighter (a scan that clipped its paper to white: what is left is ink; a
+        synthetic faint stroke or residue stands at most ~13 times above its question)
     doubtful_card_share, weak_mark_peak_share, weak_mark_fill_share, doubtful_standout_peak :
         on a card whose questions are '?' in ``doubtful_card_share`` of them or more,
         a mark whose darkest tenth is under ``weak_mark_peak_share`` of the card's
@@ -126,11 +130,13 @@ class MarkThresholds:
     standout_line_peak: float = 0.25
     standout_line_spread: float = 0.6
     standout_faint_ratio: float = 5.0
+    standout_clipped_peak: float = 0.1
+    standout_clipped_ratio: float = 20.0
     doubtful_card_share: float = 0.1
     weak_mark_peak_share: float = 0.7
     weak_mark_fill_share: float = 0.5
     doubtful_standout_peak: float = 0.3
-    doubtful_block_share: float = 0.5
+    doubtful_block_share: float = 0.3
     source: str = "default"
 
 
@@ -160,6 +166,7 @@ def bitonal_thresholds() -> MarkThresholds:
         drawn_cross_mark=0.6,
         standout_peak=2.0,  # a 1-bit box's darkest tenth is black or white: no such evidence
         standout_line_peak=2.0,
+        standout_clipped_peak=2.0,
         doubtful_card_share=2.0,  # its darkest tenths are all black: no "weaker than the card's marks"
         min_box_outline_ratio=0.0,  # thresholding breaks thin outlines box by box
         source="bitonal",

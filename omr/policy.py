@@ -169,7 +169,17 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
     times lighter, and when its dark samples spread over the box
     (``standout_line_spread`` mm: a washed tick or cross; a speck is compact).
     A washed fill, grey all over, is not told this way from an erasure residue
-    (tried: residue alone 3 -> 43 % '?'), and stays blank.
+    (tried: residue alone 3 -> 43 % '?'), and stays blank.  Lighter again, from
+    ``standout_clipped_peak`` (0.1), it is '?' beside paper ``standout_clipped_ratio``
+    (20) times lighter: a scan whose tone curve clips the paper to white (the rest of
+    the question at darkness 0.001-0.01) keeps of a light tick or fill only its
+    darkest part (held-out Augraphy set, seed 51: 7 of its 13 wrong reads not '?'
+    were such marks read blank, at peak 0.15-0.32); a synthetic faint stroke or
+    residue, on paper with a scanner's noise, stands at most 13 times above its
+    question (1,100 such boxes, `bench/accuracy.py` seed 21).  On a card whose marks
+    all came out light, ``standout_peak`` comes down with them, to 0.3 of their peak
+    (`calibration.learn.adapt_to_light_marks`: Augraphy's seed-61 set, a tick at
+    peak 0.18 among marks at 0.42 was read blank on an ``ok`` card).
     Measured on the three saved Augraphy scanner sets (seeds 11/31/23), wrong reads
     not '?': 31 -> 23 at peak 0.4, 2 fewer at 0.35, 3 fewer again with the lighter
     test; `bench/accuracy.py` seeds 21/22, '?' on grey scans: 0.405 -> 0.429 % at
@@ -192,7 +202,9 @@ def doubt_standout_blanks(states: NDArray[np.int8], evidence: MarkEvidence) -> t
         & (spread >= t.standout_line_spread)
         & (peak >= t.standout_faint_ratio * others_level)
     )
-    standout = (answers == BLANK) & (peak >= t.standout_ratio * others_level) & (dark | washed_line)
+    # lighter again beside paper the scan clipped to white: what survived the clip is ink
+    clipped = (peak >= t.standout_clipped_peak) & (peak >= t.standout_clipped_ratio * others_level)
+    standout = (answers == BLANK) & (peak >= t.standout_ratio * others_level) & (dark | washed_line | clipped)
     return _with_answers(states, evidence, np.where(standout, np.int8(AMBIGUOUS), answers)), None
 
 
@@ -402,16 +414,18 @@ def doubt_weak_marks_on_doubtful_cards(
     card's own marks: a marked box's darkest tenth (``peak``) under
     ``weak_mark_peak_share`` of the median over the card's marked boxes, or its fill
     under ``weak_mark_fill_share`` of the median over its filled ones; the rows with
-    two marked boxes; a blank box whose ``peak`` reaches ``doubtful_standout_peak``
-    and ``standout_ratio`` times its question's median (`doubt_standout_blanks`
-    from a lighter level, without its tests of spread and paper).  A scan that leaves
+    two marked boxes; a blank box whose ``peak`` reaches ``standout_ratio`` times its
+    question's median and ``doubtful_standout_peak``, or ``standout_line_peak`` with
+    its dark samples spread over the box (`doubt_standout_blanks` from lighter levels,
+    without its test of the paper).  A scan that leaves
     a tenth of the card to a person is damaged all over (dithered, washed out,
     streaked, stained); the same damage then makes what the box levels pass as a mark
     or a blank: a dithered erasure residue as spread and as dark as a pencil tick, a
     speckled letter as a second mark beside a cross, a fill washed to an even grey
-    just under the blank level (measured on the three saved Augraphy scanner sets,
-    seeds 11/31/23: 8 of their 9 wrong reads not shown as '?', each on such a card,
-    for 170 '?' more on 35,400 questions).  Such a card goes to review anyway, and
+    just under the blank level, a tick blurred to peak 0.26 (measured on Augraphy's
+    scanner sets: on the three saved ones, seeds 11/31/23, 8 of their 9 wrong reads
+    not shown as '?' stood on such cards; with `doubt_unregistered_blocks` 9 -> 0 for
+    1 % more '?'; held out, seed 71: 8 -> 1).  Such a card goes to review anyway, and
     a person looks at it whole (``doubtful_card``); a '?' more costs a glance, a
     wrong read left there costs a candidate's result.  Grey scans whose damage the
     box levels handle stay under the share (synthetic cards, `bench/accuracy.py`
@@ -431,8 +445,12 @@ def doubt_weak_marks_on_doubtful_cards(
     card_fill = median(fill[filled]) if filled.any() else 0.0
     weak = marked & ((peak < t.weak_mark_peak_share * card_peak) | (fill < t.weak_mark_fill_share * card_fill))
     multiple = marked & (marked.sum(axis=1, keepdims=True) >= 2)
+    # a washed tick spread over the box needs no paper five times lighter here
+    washed_line = (peak >= t.standout_line_peak) & (features[..., Feature.SPREAD] >= t.standout_line_spread)
     standout = (
-        (answers == BLANK) & (peak >= t.doubtful_standout_peak) & (peak >= t.standout_ratio * _others_level(peak))
+        (answers == BLANK)
+        & (peak >= t.standout_ratio * _others_level(peak))
+        & ((peak >= t.doubtful_standout_peak) | washed_line)
     )
     doubted = weak | multiple | standout
     return _with_answers(states, evidence, np.where(doubted, np.int8(AMBIGUOUS), answers)), True
@@ -449,9 +467,10 @@ def doubt_unregistered_blocks(
     share of its questions already '?'.  A fold or a curl that moved most of a block
     off the sampling grid moved the rest too: the rows that still read a letter or a
     blank read it from beside the boxes (measured on Augraphy's scanner set, seed
-    11: a folded block '?' on 97 of 120 questions read a filled row blank).  A block
-    flagged but read on most of its rows (a faint outline, not a fold) keeps its
-    reads.  The flag the registration raised already says why.  Last: it counts the
+    11: three folded blocks '?' on 97 of 120 questions read a filled row blank;
+    held-out seed 41: two folded blocks '?' on 13 and 14 of 40 read three).  A
+    block flagged but read on nearly all its rows (a faint outline, not a fold: 5-8 %
+    '?' on the flagged blocks of those sets) keeps its reads.  The flag the registration raised already says why.  Last: it counts the
     '?' every rule before it decided.
     """
     if evidence.unregistered is None or evidence.blocks is None:

@@ -45,3 +45,15 @@ def test_too_few_marks_change_nothing():
     f[20:, :, 0] = 0.01  # only 20 questions answered
     base = MarkThresholds()
     assert adapt_to_light_marks(base, f.reshape(-1, 7), N_OPTIONS) == base
+
+
+def test_light_marks_lower_the_standout_level_with_them():
+    """A mark washed out further than this light hand's others (Augraphy seed 61: a
+    tick at peak 0.18 among marks at 0.42) stands out from 0.3 of their peak."""
+    t = adapt_to_light_marks(MarkThresholds(), card_features(0.24, mark_peak=0.42), N_OPTIONS)
+    # 0.3 * 0.42, or just over the blank boxes' own peaks (here up to 0.1): not into their noise
+    assert 0.3 * 0.42 <= t.standout_peak < 0.16
+    dark = adapt_to_light_marks(MarkThresholds(), card_features(0.24, mark_peak=1.0), N_OPTIONS)
+    assert dark.standout_peak == 0.3  # light fills that peak dark: 0.3 of 1
+    lower = MarkThresholds(standout_peak=0.2)
+    assert adapt_to_light_marks(lower, card_features(0.24, mark_peak=1.0), N_OPTIONS).standout_peak == 0.2
