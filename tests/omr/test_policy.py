@@ -368,15 +368,7 @@ def test_on_a_card_doubted_on_a_tenth_of_its_questions_weak_marks_multiples_and_
         [pen_cross, paper, dark_fill],  # '*': two marks on such a card are doubted too
         [paper, washed_fill, paper],
         [grey_paper, grey_paper, blurred_tick],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
-        [paper, paper, paper],
+        *[[paper, paper, paper]] * 9,
     ] + [DOUBT] * doubts  # 2 of 20 questions '?': a tenth
     as_read = "ABCAAB*--" + "-" * 9 + "?" * doubts
     assert read(lambda s, ev: (s, None), rows)[0] == as_read
