@@ -108,7 +108,8 @@ def adapt_to_light_marks(
     """Lower the fill levels for a card whose marks came out lighter than the levels expect.
 
     The default levels assume a pencil fill scans at >= ~0.4 darkness (of the marker
-    ink), and the marking policy's standout level (``standout_peak``) marks at ~1.  A scanner with another tone curve (gamma), a faded copy or a hard pencil can
+    ink), and the marking policy's standout level (``standout_peak``) marks at ~1.
+    A scanner with another tone curve (gamma), a faded copy or a hard pencil can
     bring every fill of a card down to 0.2-0.3, where the default levels call them
     blank: a silent error.  Each question of a card is its own control: its darkest
     box is usually the mark, the others are blank.  The typical darkest box over the

@@ -47,6 +47,7 @@ __all__ = [
     "BLANK",
     "MARKED",
     "classify_boxes",
+    "doubtful_questions",
     "read_responses",
 ]
 
@@ -76,6 +77,15 @@ def classify_boxes(features: NDArray[np.float32], thresholds: MarkThresholds) ->
     return states
 
 
+def doubtful_questions(states: NDArray[np.int8]) -> NDArray[np.bool_]:
+    """(Q,) which questions of the (Q, C) states read '?': a doubtful box, at most one marked.
+
+    >>> doubtful_questions(np.array([[0, 1, 0], [2, 1, 0], [2, 1, 1]], dtype=np.int8)).tolist()
+    [False, True, False]
+    """
+    return ((states == AMBIGUOUS).sum(axis=1) > 0) & ((states == MARKED).sum(axis=1) <= 1)
+
+
 def read_responses(states: NDArray[np.int8], options: str) -> str:
     """One response character per question from (Q, C) box states.
 
@@ -84,11 +94,10 @@ def read_responses(states: NDArray[np.int8], options: str) -> str:
     'B-*?'
     """
     n_marked = (states == MARKED).sum(axis=1)
-    n_ambiguous = (states == AMBIGUOUS).sum(axis=1)
     first_marked = np.argmax(states == MARKED, axis=1)
     letters = np.frombuffer(options.encode("ascii"), dtype=np.uint8)
     codes = letters[first_marked]
     codes = np.where(n_marked == 0, ord("-"), codes)
-    codes = np.where(n_ambiguous > 0, ord("?"), codes)
+    codes = np.where(doubtful_questions(states), ord("?"), codes)
     codes = np.where(n_marked >= 2, ord("*"), codes)
     return codes.astype(np.uint8).tobytes().decode("ascii")

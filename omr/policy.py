@@ -35,6 +35,7 @@ is a field of `calibration.MarkThresholds`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ from numpy.typing import NDArray
 from calibration import MarkThresholds
 from omr.flags import Flag, with_questions
 from omr.grid import Feature
-from omr.marks import AMBIGUOUS, BLANK, MARKED
+from omr.marks import AMBIGUOUS, BLANK, MARKED, doubtful_questions
 from omr.stats import median
 
 __all__ = [
@@ -112,17 +113,15 @@ class MarkEvidence:
         return self.surround >= self.thresholds.max_surround_darkness
 
 
-def _doubtful_questions(answers: NDArray[np.int8]) -> NDArray[np.bool_]:
-    """(Q,) which questions the (Q, C) states read '?' (`omr.marks.read_responses`)."""
-    marked = (answers == MARKED).sum(axis=1)
-    return ((answers == AMBIGUOUS).sum(axis=1) > 0) & (marked <= 1)
+@functools.lru_cache(maxsize=8)
+def _others_index(n: int) -> NDArray[np.intp]:
+    """(n, n - 1) for each of n boxes the indices of the other boxes of its question."""
+    return np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
 
 
 def _others_level(values: NDArray[np.float32]) -> NDArray[np.float32]:
     """(Q, C) median of each box's value over the other boxes of its question."""
-    n = values.shape[1]
-    others = np.array([[j for j in range(n) if j != k] for k in range(n)], dtype=np.intp).reshape(n, n - 1)
-    return np.median(values[:, others], axis=2)
+    return np.median(values[:, _others_index(values.shape[1])], axis=2)
 
 
 def _with_answers(states: NDArray[np.int8], evidence: MarkEvidence, answers: NDArray[np.int8]) -> NDArray[np.int8]:
@@ -417,9 +416,8 @@ def doubt_weak_marks_on_doubtful_cards(
     two marked boxes; a blank box whose ``peak`` reaches ``standout_ratio`` times its
     question's median and ``doubtful_standout_peak``, or ``standout_line_peak`` with
     its dark samples spread over the box (`doubt_standout_blanks` from lighter levels,
-    without its test of the paper).  A scan that leaves
-    a tenth of the card to a person is damaged all over (dithered, washed out,
-    streaked, stained); the same damage then makes what the box levels pass as a mark
+    without its test of the paper).  A scan that leaves a tenth of the card to a
+    person is damaged all over (dithered, washed out, streaked, stained); the same damage then makes what the box levels pass as a mark
     or a blank: a dithered erasure residue as spread and as dark as a pencil tick, a
     speckled letter as a second mark beside a cross, a fill washed to an even grey
     just under the blank level, a tick blurred to peak 0.26 (measured on Augraphy's
@@ -435,7 +433,7 @@ def doubt_weak_marks_on_doubtful_cards(
     """
     t = evidence.thresholds
     answers = evidence.per_question(states)
-    if _doubtful_questions(answers).mean() < t.doubtful_card_share:
+    if doubtful_questions(answers).mean() < t.doubtful_card_share:
         return states, False
     features = evidence.per_question(evidence.features)
     peak, fill = features[..., Feature.PEAK], features[..., Feature.FILL]
@@ -470,15 +468,16 @@ def doubt_unregistered_blocks(
     11: three folded blocks '?' on 97 of 120 questions read a filled row blank;
     held-out seed 41: two folded blocks '?' on 13 and 14 of 40 read three).  A
     block flagged but read on nearly all its rows (a faint outline, not a fold: 5-8 %
-    '?' on the flagged blocks of those sets) keeps its reads.  The flag the registration raised already says why.  Last: it counts the
-    '?' every rule before it decided.
+    '?' on the flagged blocks of those sets) keeps its reads.  The flag the
+    registration raised already says why.  Last: it counts the '?' every rule before
+    it decided.
     """
     if evidence.unregistered is None or evidence.blocks is None:
         return states, None
     answers = evidence.per_question(states)
     blocks = evidence.blocks
     unregistered = evidence.per_question(evidence.unregistered).any(axis=1)
-    share = np.bincount(blocks, weights=_doubtful_questions(answers)) / np.maximum(np.bincount(blocks), 1)
+    share = np.bincount(blocks, weights=doubtful_questions(answers)) / np.maximum(np.bincount(blocks), 1)
     whole = unregistered & (share[blocks] >= evidence.thresholds.doubtful_block_share)
     if not whole.any():
         return states, None

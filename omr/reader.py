@@ -331,8 +331,7 @@ def _part_levels(outline: NDArray[np.float32], members: tuple[NDArray[np.intp], 
 
 def _part_names(layout: CardLayout) -> NDArray[np.str_]:
     """(N_boxes,) which part of the card each box belongs to: answer block, code, version."""
-    a = layout.answers
-    blocks = np.repeat(np.arange(a.questions) // a.rows_per_block, len(a.options))
+    blocks = np.repeat(answer_blocks(layout), len(layout.answers.options))
     slices = layout.box_slices()
     names = np.empty(layout.box_centers().shape[0], dtype=object)
     names[slices["answers"]] = [f"answers{b + 1}" for b in blocks]
